@@ -1,0 +1,29 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Both install what is missing first (scripts/setup.sh), then run.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast test-e2e proto clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/nodemesh demo
+
+# The whole suite: unit, kernel integration and end-to-end tests.
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# Regenerates the gRPC stubs from nodemesh/api/mesh.proto (they are committed).
+proto: setup
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. nodemesh/api/mesh.proto
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The node agent: eBPF steering, pod enrollment, the node proxy, config from the controller."""

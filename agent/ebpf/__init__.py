@@ -1,0 +1,1 @@
+"""Loading the steering programs from bpf/ and keeping their maps in step with config."""

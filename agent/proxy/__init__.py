@@ -1,0 +1,1 @@
+"""The node proxy: outbound capture, the node-to-node hop, inbound delivery, relaying."""

@@ -1,0 +1,1 @@
+"""The agent's view of the mesh, applied from the controller's snapshots and deltas."""

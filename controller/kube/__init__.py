@@ -1,0 +1,1 @@
+"""Kubernetes objects: parsing and validating Namespace, Pod and Service."""

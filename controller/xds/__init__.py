@@ -1,0 +1,1 @@
+"""The controller side of the config stream: per-node views, versions, acks."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what nodemesh needs on a Debian host, idempotently: Debian packages (bcc, kernel
+# headers, iproute2), the kernel-header links bcc looks for, and the project's virtualenv.
+# `make demo` and `make test` call it first, so a fresh machine needs nothing done by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(python3-bpfcc linux-headers-amd64 iproute2 python3-venv python3-dev gcc)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "nodemesh setup: run as root (it installs Debian packages and loads eBPF programs)." >&2
+    exit 1
+fi
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "nodemesh setup: installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/{build,source}. When the running kernel has no
+# headers package, our programs use only UAPI structures, so the newest installed Debian
+# headers serve: Debian splits them into an arch folder (build) and a -common folder (source).
+kdir="/lib/modules/$(uname -r)"
+if [ ! -e "$kdir/build/include/linux/kconfig.h" ] && [ ! -e "$kdir/source/include/linux/kconfig.h" ]; then
+    arch_dir=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$arch_dir" ]; then
+        echo "nodemesh setup: no linux-headers-*-amd64 under /usr/src after installing linux-headers-amd64" >&2
+        exit 1
+    fi
+    common_dir="${arch_dir%-amd64}-common"
+    mkdir -p "$kdir"
+    ln -sfn "$arch_dir" "$kdir/build"
+    ln -sfn "$common_dir" "$kdir/source"
+    echo "nodemesh setup: bcc will use headers from $arch_dir (running kernel $(uname -r) has none)"
+fi
+
+# The virtualenv sees the system site-packages, where Debian's bcc lives (it is not on PyPI).
+stamp=.venv/.nodemesh-installed
+if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$stamp"
+fi
+.venv/bin/python -c "import bcc" 2>/dev/null || {
+    echo "nodemesh setup: the virtualenv cannot import bcc; is python3-bpfcc installed for /usr/bin/python3?" >&2
+    exit 1
+}

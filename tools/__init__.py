@@ -1,0 +1,1 @@
+"""User-facing tools: the ``nodemesh`` CLI, the simulated cluster, example apps, benchmarks."""

@@ -1,0 +1,38 @@
+"""The ``nodemesh`` command.
+
+Subcommands live next to what they drive and are imported only when called, so that
+``nodemesh --help`` or a quick CLI call does not pay for bcc, gRPC and the proxy.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "check": "nodemesh.tools.check:check",
+    "agent": "nodemesh.agent.main:agent",
+    "controller": "nodemesh.controller.main:controller",
+    "sim": "nodemesh.tools.sim.cli:sim",
+    "demo": "nodemesh.tools.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="nodemesh")
+def main() -> None:
+    """nodemesh: a sidecarless service mesh (eBPF steering into a per-node proxy)."""

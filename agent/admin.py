@@ -1,0 +1,67 @@
+"""The agent's HTTP endpoints: admin API (localhost only) and readiness (node address).
+
+Served by the standard library on threads, away from the proxy's loop; each request reads the
+agent's state on the loop (``run_coroutine_threadsafe``), so what it returns is consistent.
+  GET /config_dump   workloads, services, nodes, enrolled pods, controller link, BPF maps
+  GET /connections   connections in flight and totals since start
+  GET /healthz/ready 200 when ready, 503 with the reason otherwise (readiness port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[], Awaitable[tuple[int, object]]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, Route] = {}
+    loop: asyncio.AbstractEventLoop
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        route = self.routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            status, body = HTTPStatus.NOT_FOUND, {"error": f"no such endpoint; try {sorted(self.routes)}"}
+        else:
+            try:
+                status, body = asyncio.run_coroutine_threadsafe(route(), self.loop).result(timeout=5)
+            except Exception as e:
+                status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": repr(e)}
+        data = json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("admin: " + format, *args)
+
+
+class HttpEndpoint:
+    """A small JSON HTTP server on a thread."""
+
+    def __init__(self, host: str, port: int, routes: dict[str, Route], loop: asyncio.AbstractEventLoop) -> None:
+        handler = type("Handler", (_Handler,), {"routes": routes, "loop": loop})
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}; is another agent "
+                          "running in this network namespace? choose another port with the flags") from e
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{port}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,62 @@
+"""A meshed pod as the agent holds it: its network namespace, listeners and upstream sockets.
+
+The agent's process stays in the node's namespace; sockets it creates while briefly inside
+the pod's namespace stay there. Listeners thus accept the pod's own (steered) connections,
+and upstream sockets leave from the pod's address, as the pod's own would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from nodemesh.agent.ebpf.steering import AGENT_MARK
+from nodemesh.model import Workload
+from nodemesh.netns import Netns
+
+OUTBOUND_PORT = 15001
+INBOUND_PORT = 15008
+LISTEN_BACKLOG = 4096
+
+
+class PodNetns:
+    def __init__(self, workload: Workload, path: str) -> None:
+        self.workload = workload
+        self.netns = Netns(path)
+        self.cookie = self.netns.cookie()
+
+    def listener(self, port: int) -> socket.socket:
+        """A listening socket on the pod's IP inside its namespace.
+
+        Binding the pod IP (not 0.0.0.0) keeps the 4-tuples of steered connections unique
+        across pods, which is how the original destination is found again.
+        """
+        sock = self.netns.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.workload.ip, port))
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            if e.errno == 98:  # EADDRINUSE
+                raise OSError(e.errno, f"port {port} is already in use inside pod {self.workload.ref}; "
+                              "is another agent running for this node?") from e
+            raise
+        return sock
+
+    async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
+        """A connected, non-blocking socket from inside the pod, marked so it is never steered."""
+        sock = self.netns.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, AGENT_MARK)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        self.netns.close()

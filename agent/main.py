@@ -1,0 +1,165 @@
+"""``nodemesh agent``: the node agent process, wired together.
+
+Start order matters for users: the programs are attached only once the proxy can serve, and
+on SIGTERM they are detached first, so a stopping agent never leaves pods steered to
+listeners that are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from http import HTTPStatus
+from pathlib import Path
+
+import click
+
+log = logging.getLogger("nodemesh.agent")
+
+
+class Agent:
+    def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str,
+                 admin_port: int, readiness_port: int, connect_timeout: float) -> None:
+        self.node = node
+        self.controller = controller
+        self.cgroup = cgroup
+        self.netns_template = netns_template
+        self.admin_port = admin_port
+        self.readiness_port = readiness_port
+        self.connect_timeout = connect_timeout
+        self.view = None
+
+    async def run(self) -> None:
+        from nodemesh.agent.admin import HttpEndpoint
+        from nodemesh.agent.ebpf.steering import Steering
+        from nodemesh.agent.inpod.enroller import Enroller
+        from nodemesh.agent.proxy.hop import PlaintextHop
+        from nodemesh.agent.proxy.proxy import NodeProxy
+        from nodemesh.agent.xds.client import ConfigClient
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.take_original_dst(p, l),
+                               PlaintextHop(self.connect_timeout), self.connect_timeout)
+        endpoints = [
+            HttpEndpoint("127.0.0.1", self.admin_port,
+                         {"/config_dump": self._config_dump, "/connections": self._connections}, loop),
+            HttpEndpoint("0.0.0.0", self.readiness_port, {"/healthz/ready": self._ready}, loop),
+        ]
+        self.steering = Steering(self.cgroup)
+        try:
+            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy)
+            self.config = ConfigClient(self.controller, self.node, self._apply, loop)
+            for endpoint in endpoints:
+                endpoint.start()
+            self.config.start()
+            retry = loop.create_task(self._retry_pending(stop))
+            log.info("agent for node %s running; controller %s", self.node, self.controller)
+            await stop.wait()
+            log.info("stopping")
+            retry.cancel()
+            self.config.stop()
+        finally:
+            self.steering.close()  # first: pods' connections are no longer steered
+            if hasattr(self, "enroller"):
+                self.enroller.close()
+            for endpoint in endpoints:
+                endpoint.stop()
+        log.info("agent stopped")
+
+    async def _apply(self, update: object) -> str | None:
+        from nodemesh.agent.state.store import Rejected, apply_update
+
+        try:
+            view = apply_update(self.view, update)  # type: ignore[arg-type]
+        except Rejected as e:
+            return str(e)
+        try:
+            self.steering.set_destinations(view.mesh_destinations())
+        except Exception as e:
+            if self.view is not None:
+                self.steering.set_destinations(self.view.mesh_destinations())
+            return f"cannot program mesh destinations: {e}"
+        self.view = view
+        await self.enroller.reconcile(view)
+        log.info("applied config version %d: %d workloads, %d services, %d enrolled, %d pending",
+                 view.version, len(view.model.workloads), len(view.model.services),
+                 len(self.enroller.enrolled), len(self.enroller.pending))
+        return None
+
+    async def _retry_pending(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            if self.view is not None and self.enroller.pending:
+                await self.enroller.reconcile(self.view)
+
+    async def _ready(self) -> tuple[int, object]:
+        if self.view is None:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no config from the controller yet"}
+        if self.enroller.pending:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "pods not enrolled",
+                                                    "pending": self.enroller.pending}
+        return HTTPStatus.OK, {"ready": True, "version": self.view.version}
+
+    async def _config_dump(self) -> tuple[int, object]:
+        view = self.view
+        model = view.model if view else None
+        return HTTPStatus.OK, {
+            "node": self.node,
+            "version": view.version if view else 0,
+            "controller": self.config.status(),
+            "workloads": [_workload_json(w) for w in model.workloads.values()] if model else [],
+            "services": [_service_json(s) for s in model.services.values()] if model else [],
+            "nodes": [vars(n) for n in model.nodes.values()] if model else [],
+            "bpf": {"cgroup": str(self.cgroup), "maps": self.steering.map_usage()},
+            **self.enroller.status(),
+        }
+
+    async def _connections(self) -> tuple[int, object]:
+        return HTTPStatus.OK, self.proxy.table.snapshot()
+
+
+def _workload_json(w: object) -> dict[str, object]:
+    d = dict(vars(w))
+    d["labels"] = dict(d["labels"])
+    return d
+
+
+def _service_json(s: object) -> dict[str, object]:
+    d = dict(vars(s))
+    d["ports"] = [vars(p) for p in d["ports"]]
+    d["endpoints"] = list(d["endpoints"])
+    return d
+
+
+@click.command()
+@click.option("--node", required=True, help="This node's name (pods' spec.nodeName).")
+@click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
+@click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
+@click.option("--pod-netns-template", required=True,
+              help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
+@click.option("--admin-port", default=15000, show_default=True)
+@click.option("--readiness-port", default=15021, show_default=True)
+@click.option("--connect-timeout", default=5.0, show_default=True, help="Seconds to connect upstream.")
+@click.option("--log-level", default="info", show_default=True)
+def agent(node: str, controller: str, cgroup: Path, pod_netns_template: str, admin_port: int,
+          readiness_port: int, connect_timeout: float, log_level: str) -> None:
+    """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
+    import uvloop
+
+    from nodemesh import logs
+    from nodemesh.agent.ebpf.steering import SteeringError
+
+    logs.setup(log_level)
+    agent = Agent(node, controller, cgroup, pod_netns_template, admin_port, readiness_port, connect_timeout)
+    try:
+        uvloop.run(agent.run())
+    except (SteeringError, OSError) as e:
+        log.error("%s", e)
+        sys.exit(1)

@@ -1,0 +1,108 @@
+"""The inbound listener (15008 in each meshed pod): hop connections from other agents.
+
+Read the CONNECT head, connect to the application inside the pod, answer 200 and relay; or
+answer 400 (not a CONNECT for this pod) or 503 (the application did not accept). A peer that
+does not finish its request in time is dropped, so a silent client holds nothing for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nodemesh.agent.inpod.pod import PodNetns
+from nodemesh.agent.proxy.connect import (
+    STATUS_BAD_REQUEST,
+    STATUS_UNAVAILABLE,
+    ConnectRequest,
+    HandshakeError,
+    ServerHandshake,
+)
+from nodemesh.agent.proxy.conntrack import INBOUND, Connection
+from nodemesh.agent.proxy.proxy import NodeProxy
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class InboundAccept(asyncio.Protocol):
+    __slots__ = ("proxy", "pod", "transport", "handshake", "timer", "task")
+
+    def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
+        self.proxy = proxy
+        self.pod = pod
+        self.transport: asyncio.Transport | None = None
+        self.handshake = ServerHandshake()
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self._feed(b"")
+        return False
+
+    def _feed(self, data: bytes) -> None:
+        if self.task is not None:
+            return
+        try:
+            request = self.handshake.feed(data)
+        except HandshakeError as e:
+            self._refuse(e.status, str(e))
+            return
+        if request is None:
+            return
+        self._cancel_timer()
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        if request.host != self.pod.workload.ip:
+            self._refuse(STATUS_BAD_REQUEST, f"CONNECT to {request.host} reached pod {self.pod.workload.ip}")
+            return
+        conn = self.proxy.table.open(INBOUND, request.source, f"{request.host}:{request.port}")
+        self.task = asyncio.get_running_loop().create_task(self._deliver(conn, request))
+
+    async def _deliver(self, conn: Connection, request: ConnectRequest) -> None:
+        transport = self.transport
+        conn.destination = self.pod.workload.ref
+        conn.upstream = f"{request.host}:{request.port}"
+        conn.via = "app"
+        try:
+            sock = await self.pod.connect(request.host, request.port, self.proxy.connect_timeout)
+        except asyncio.CancelledError:
+            self.proxy.table.failed(conn, "downstream_closed")
+            raise
+        except OSError as e:  # TimeoutError included
+            self.proxy.table.failed(conn, "app_unavailable")
+            log.info("inbound %s -> %s: application did not accept: %s", conn.source, conn.upstream, e)
+            transport.write(self.handshake.respond(STATUS_UNAVAILABLE))  # type: ignore[union-attr]
+            transport.close()  # type: ignore[union-attr]
+            return
+        await self.proxy.splice(
+            conn, transport, sock,  # type: ignore[arg-type]
+            to_downstream=self.handshake.respond(200), to_upstream=self.handshake.leftover())
+
+    def _refuse(self, status: int, why: str) -> None:
+        self._cancel_timer()
+        self.proxy.table.totals[(INBOUND, f"refused_{status}")] += 1
+        log.info("inbound connection refused with %d: %s", status, why)
+        self.transport.write(self.handshake.respond(status))  # type: ignore[union-attr]
+        self.transport.close()  # type: ignore[union-attr]
+
+    def _timed_out(self) -> None:
+        self.proxy.table.totals[(INBOUND, "handshake_timeout")] += 1
+        self.transport.abort()  # type: ignore[union-attr]
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()

@@ -1,0 +1,100 @@
+"""The agent's view of the mesh: applies the controller's versioned snapshots and deltas.
+
+Sans-IO: ``apply_update`` takes the current view and a ``ConfigUpdate`` message and returns
+the next view, or raises ``Rejected``: the caller keeps the last good view and serves with it. Lookups used per connection (by IP, by VIP) are plain dicts rebuilt
+once per version, never per connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nodemesh.api import mesh_pb2 as pb
+from nodemesh.api.convert import node_from_pb, service_from_pb, workload_from_pb
+from nodemesh.model import MeshModel, Node, Service, Workload
+
+
+class Rejected(ValueError):
+    """An update the agent refuses; the message is sent back to the controller as the reason."""
+
+
+@dataclass(frozen=True)
+class View:
+    """One applied version, with the indexes the proxy needs."""
+
+    version: int
+    model: MeshModel
+    by_ip: dict[str, Workload] = field(default_factory=dict)
+    by_vip: dict[str, Service] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, version: int, model: MeshModel) -> "View":
+        by_ip: dict[str, Workload] = {}
+        for w in model.workloads.values():
+            if not w.ip:
+                continue
+            other = by_ip.get(w.ip)
+            if other is not None:
+                raise Rejected(f"workloads {other.ref} and {w.ref} both have IP {w.ip}")
+            by_ip[w.ip] = w
+        by_vip: dict[str, Service] = {}
+        for s in model.services.values():
+            if not s.vip:
+                continue
+            other_s = by_vip.get(s.vip)
+            if other_s is not None:
+                raise Rejected(f"services {other_s.key} and {s.key} both have VIP {s.vip}")
+            if s.vip in by_ip:
+                raise Rejected(f"service {s.key} VIP {s.vip} is also the IP of pod {by_ip[s.vip].ref}")
+            by_vip[s.vip] = s
+        return cls(version=version, model=model, by_ip=by_ip, by_vip=by_vip)
+
+    def endpoints(self, service: Service) -> list[Workload]:
+        """The service's endpoints that this agent knows, in the controller's order."""
+        out = []
+        for uid in service.endpoints:
+            w = self.model.workloads.get(uid)
+            if w is not None and w.ip:
+                out.append(w)
+        return out
+
+    def local_meshed(self, node: str) -> list[Workload]:
+        return [w for w in self.model.workloads.values() if w.node == node and w.meshed and w.ip]
+
+    def mesh_destinations(self) -> dict[str, str]:
+        """IPs whose connections the programs steer: service VIPs and meshed pod IPs."""
+        out = {s.vip: "service" for s in self.model.services.values() if s.vip}
+        out.update({w.ip: "pod" for w in self.model.workloads.values() if w.meshed and w.ip})
+        return out
+
+
+def apply_update(current: View | None, update: pb.ConfigUpdate) -> View:
+    """The view after ``update``; raises ``Rejected`` (and changes nothing) if it can't apply."""
+    if update.snapshot:
+        workloads: dict[str, Workload] = {}
+        services: dict[str, Service] = {}
+        nodes: dict[str, Node] = {}
+    else:
+        if current is None:
+            raise Rejected(f"delta version {update.version} arrived before any snapshot")
+        if update.version <= current.version:
+            raise Rejected(f"version {update.version} is not newer than applied {current.version}")
+        workloads = dict(current.model.workloads)
+        services = dict(current.model.services)
+        nodes = dict(current.model.nodes)
+    for uid in update.removed_workloads:
+        workloads.pop(uid, None)
+    for key in update.removed_services:
+        services.pop(key, None)
+    for name in update.removed_nodes:
+        nodes.pop(name, None)
+    for m in update.workloads:
+        if not m.uid:
+            raise Rejected(f"workload {m.namespace}/{m.name} has no uid")
+        workloads[m.uid] = workload_from_pb(m)
+    for m in update.services:
+        s = service_from_pb(m)
+        services[s.key] = s
+    for m in update.nodes:
+        nodes[m.name] = node_from_pb(m)
+    return View.build(update.version, MeshModel(workloads=workloads, services=services, nodes=nodes))

@@ -1,0 +1,114 @@
+"""The agent's subscription to the controller, on its own thread.
+
+gRPC runs apart from the proxy's event loop (its own thread, the synchronous client), so the
+data path never waits on the control plane. Each update is handed to the loop, applied there,
+and acknowledged or rejected with the reason. When the stream breaks the agent keeps its last
+good config and reconnects with capped, jittered exponential backoff; the controller then
+sends a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import random
+import threading
+import time
+from typing import Awaitable, Callable
+
+import grpc
+
+from nodemesh import __version__
+from nodemesh.api import mesh_pb2 as pb
+from nodemesh.api import mesh_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.2
+BACKOFF_MAX = 5.0
+# A controller that vanishes without closing its connections is noticed within ~15 s.
+KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+
+# Applies an update on the agent's loop; returns None if accepted, else the reason.
+ApplyUpdate = Callable[[pb.ConfigUpdate], Awaitable[str | None]]
+
+
+class ConfigClient:
+    def __init__(self, target: str, node: str, apply: ApplyUpdate, loop: asyncio.AbstractEventLoop) -> None:
+        self.target = target
+        self.node = node
+        self._apply = apply
+        self._loop = loop
+        self._stopping = threading.Event()
+        self._call: grpc.Future | None = None
+        self._thread = threading.Thread(target=self._run, name="config-client", daemon=True)
+        self.connected = False
+        self.last_error = ""
+        self.applied_version = 0
+        self.last_rejection = ""
+        self.connects = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        backoff = BACKOFF_START
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            self._stream_once()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > 10:
+                backoff = BACKOFF_START  # it had been working: start over
+            delay = backoff * random.uniform(0.5, 1.0)
+            log.warning("controller %s unavailable (%s); keeping the last config, retrying in %.1fs",
+                        self.target, self.last_error, delay)
+            self._stopping.wait(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _stream_once(self) -> None:
+        outbox: queue.Queue[pb.AgentMessage | None] = queue.Queue()
+        outbox.put(pb.AgentMessage(hello=pb.AgentHello(
+            node=self.node, agent_version=__version__, last_version=self.applied_version)))
+        with grpc.insecure_channel(self.target, options=KEEPALIVE) as channel:
+            stub = mesh_pb2_grpc.MeshConfigStub(channel)
+            self._call = stub.StreamConfig(iter(outbox.get, None))
+            try:
+                for update in self._call:
+                    if not self.connected:
+                        self.connected = True
+                        self.connects += 1
+                        log.info("subscribed to controller %s", self.target)
+                    reason = asyncio.run_coroutine_threadsafe(self._apply(update), self._loop).result()
+                    if reason is None:
+                        self.applied_version = update.version
+                    else:
+                        self.last_rejection = f"version {update.version}: {reason}"
+                        log.error("rejected config version %d: %s", update.version, reason)
+                    outbox.put(pb.AgentMessage(ack=pb.Ack(
+                        version=update.version, accepted=reason is None, reason=reason or "")))
+                self.last_error = "the controller closed the stream"
+            except grpc.RpcError as e:
+                self.last_error = f"{e.code().name}: {e.details()}"  # type: ignore[attr-defined]
+            finally:
+                outbox.put(None)
+                self._call = None
+                self.connected = False
+
+    def status(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "connected": self.connected,
+            "applied_version": self.applied_version,
+            "last_error": self.last_error,
+            "last_rejection": self.last_rejection,
+            "connects": self.connects,
+        }

@@ -1,0 +1,56 @@
+"""A TCP server that says who it is, then echoes: the endpoint app of the simulated cluster.
+
+Each connection first receives the server's name and a newline, then gets back every byte it
+sends until it closes its side. The name line lets a client tell which endpoint a mesh sent it
+to (load balancing is visible), and the echo lets it check that the bytes came through intact.
+
+    python3 -m nodemesh.tools.apps.server --port 8080 [--name NAME]   (NAME defaults to $POD_NAME)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+import click
+
+READ_SIZE = 64 * 1024
+
+
+async def _serve_connection(name: bytes, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.write(name + b"\n")
+        await writer.drain()
+        while data := await reader.read(READ_SIZE):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass  # the client went away; nothing to tell it
+    finally:
+        writer.close()
+
+
+async def start(host: str, port: int, name: str) -> asyncio.Server:
+    """A listening server (port 0 picks a free one: see ``server.sockets``)."""
+    return await asyncio.start_server(partial(_serve_connection, name.encode()), host, port)
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), required=True)
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--name", envvar="POD_NAME", required=True,
+              help="What to say on each connection (default: $POD_NAME).")
+def main(port: int, host: str, name: str) -> None:
+    """Say NAME on each connection, then echo until the client closes."""
+
+    async def run() -> None:
+        server = await start(host, port, name)
+        click.echo(f"{name} listening on {host}:{port}")
+        await server.serve_forever()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

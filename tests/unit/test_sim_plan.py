@@ -1,0 +1,88 @@
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+import nodemesh.tools.sim
+from nodemesh.controller.kube.objects import parse_documents
+from nodemesh.model import MeshModel, Node, Workload
+from nodemesh.tools.sim.names import SimError
+from nodemesh.tools.sim.plan import NodePlan, plan_cluster, plan_from_file
+
+DEMO = Path(nodemesh.tools.sim.__file__).parent / "examples" / "demo.yaml"
+
+
+def test_demo_plan_has_the_documented_cluster(tmp_path):
+    plan = plan_from_file(DEMO, tmp_path)
+    assert [n.name for n in plan.nodes] == ["node-a", "node-b"]
+    pods = {p.ref: p for p in plan.pods}
+    assert set(pods) == {"shop/client", "shop/catalog-a", "shop/catalog-b", "legacy/batch"}
+    assert pods["shop/catalog-a"].meshed and not pods["legacy/batch"].meshed
+    assert (pods["shop/catalog-a"].node, pods["shop/catalog-b"].node) == ("node-a", "node-b")
+    server = pods["shop/catalog-b"].containers[0]
+    assert server.argv == ("python3", "-m", "nodemesh.tools.apps.server", "--port", "8080",
+                           "--name", "catalog-b")
+    for pod in plan.pods:
+        assert ipaddress.ip_address(pod.ip) in ipaddress.ip_network(plan.node(pod.node).pod_cidr)
+
+
+def test_addresses_agree_with_a_second_planner_on_the_same_state(tmp_path):
+    """What the controller started after `up` will compute, from the same state dir."""
+    first = plan_from_file(DEMO, tmp_path)
+    assert plan_from_file(DEMO, tmp_path) == first
+
+
+def test_bad_file_lists_its_problems(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: c}]}\n")
+    with pytest.raises(SimError, match=r"Pod default/x: spec.nodeName: required"):
+        plan_from_file(bad, tmp_path / "state")
+
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: default}
+spec:
+  nodeName: n1
+  containers:
+    - name: main
+      command: [sh, -c]
+      args: ["echo $(GREETING) from $(POD_NAME) at $(POD_IP) on $(NODE_NAME) in $(POD_NAMESPACE)"]
+      env:
+        - {name: GREETING, value: "hi $(POD_NAME)"}
+"""
+
+
+def _model(**overrides) -> MeshModel:
+    w = Workload(uid="u1", name="web", namespace="default", service_account="default", node="n1",
+                 ip="10.10.1.10", **overrides)
+    return MeshModel(workloads={"u1": w}, services={},
+                     nodes={"n1": Node(name="n1", ip="172.30.0.1/24", pod_cidr="10.10.1.0/24")})
+
+
+def test_containers_get_the_pod_env_and_kubernetes_expansion():
+    plan = plan_cluster(parse_documents(POD, "test"), _model())
+    (pod,) = plan.pods
+    (container,) = pod.containers
+    assert container.argv == ("sh", "-c", "echo hi web from web at 10.10.1.10 on n1 in default")
+    assert container.env == {"POD_NAME": "web", "POD_NAMESPACE": "default", "POD_IP": "10.10.1.10",
+                             "NODE_NAME": "n1", "GREETING": "hi web"}
+
+
+def test_node_addresses_lose_their_prefix_and_gateways_are_the_first_host():
+    (node,) = plan_cluster(parse_documents(POD, "test"), _model()).nodes
+    assert node == NodePlan(name="n1", ip="172.30.0.1", pod_cidr="10.10.1.0/24")
+    assert node.gateway == "10.10.1.1"
+
+
+def test_a_container_without_command_is_refused_with_the_reason():
+    text = POD.replace("command: [sh, -c]", "").replace("args:", "image: nginx\n      args:")
+    with pytest.raises(SimError, match="container main: command is required"):
+        plan_cluster(parse_documents(text, "test"), _model())
+
+
+def test_a_pod_missing_from_the_model_is_an_error():
+    empty = MeshModel(workloads={}, services={}, nodes={})
+    with pytest.raises(SimError, match="Pod default/web: the controller's model has no workload"):
+        plan_cluster(parse_documents(POD, "test"), empty)

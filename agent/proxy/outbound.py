@@ -11,30 +11,23 @@ import asyncio
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy.connect import HandshakeError
 from nodemesh.agent.proxy.conntrack import OUTBOUND, Connection
-from nodemesh.agent.proxy.proxy import NodeProxy
+from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
 from nodemesh.agent.proxy.relay import reset
 from nodemesh.agent.proxy.route import NoRoute
 
 
-class OutboundAccept(asyncio.Protocol):
-    """The protocol of a just-accepted steered connection, until it is spliced.
+class OutboundAccept(Accepted):
+    """A just-accepted steered connection, until it is spliced."""
 
-    Reading is paused at once, but an event loop may already have read (uvloop starts
-    reading after ``connection_made``): what arrives meanwhile is kept and sent upstream
-    first, and an early EOF is passed on after it.
-    """
-
-    __slots__ = ("proxy", "pod", "task", "early", "eof")
+    __slots__ = ("proxy", "pod")
 
     def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
+        super().__init__()
         self.proxy = proxy
         self.pod = pod
-        self.task: asyncio.Task[None] | None = None
-        self.early = bytearray()
-        self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()  # type: ignore[attr-defined]
+        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         original = self.proxy.original_dst(peer, local)
@@ -44,23 +37,11 @@ class OutboundAccept(asyncio.Protocol):
             reset(transport)
             return
         conn = self.proxy.table.open(OUTBOUND, self.pod.workload.ref, f"{original[0]}:{original[1]}")
-        self.task = asyncio.get_running_loop().create_task(
-            forward(self.proxy, self.pod, conn, transport, original, self))  # type: ignore[arg-type]
-
-    def data_received(self, data: bytes) -> None:
-        self.early += data
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        return True  # keep the transport: the reply direction has not even started
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        self.task = asyncio.get_running_loop().create_task(forward(self, conn, original))
 
 
-async def forward(proxy: NodeProxy, pod: PodNetns, conn: Connection, downstream: asyncio.Transport,
-                  original: tuple[str, int], accepted: OutboundAccept) -> None:
+async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[str, int]) -> None:
+    proxy, pod, downstream = accepted.proxy, accepted.pod, accepted.transport
     try:
         view = proxy.view()
         if view is None:
@@ -74,8 +55,7 @@ async def forward(proxy: NodeProxy, pod: PodNetns, conn: Connection, downstream:
         else:
             conn.via = "direct"
             sock, early = await pod.connect(target.host, target.port, proxy.connect_timeout), b""
-        await proxy.splice(conn, downstream, sock, to_downstream=early,
-                           to_upstream=bytes(accepted.early), downstream_eof=accepted.eof)
+        await proxy.splice(conn, accepted, sock, to_downstream=early)
     except asyncio.CancelledError:
         proxy.table.failed(conn, "downstream_closed")
         raise

@@ -1,8 +1,8 @@
 """The node proxy: what outbound and inbound listeners share, and the one way they splice.
 
-Both directions end the same way: an accepted connection (paused since accept) and a
-connected upstream socket become a relayed pair. ``NodeProxy.splice`` is that step, so the
-relay set-up, its accounting and its failure handling exist once.
+Both directions start and end the same way: an accepted connection waits (``Accepted``)
+while its upstream is opened, then the two become a relayed pair (``NodeProxy.splice``), so
+the waiting, the relay set-up, its accounting and its failure handling exist once.
 """
 
 from __future__ import annotations
@@ -23,6 +23,40 @@ log = logging.getLogger(__name__)
 OriginalDst = Callable[[tuple[str, int], tuple[str, int]], "tuple[str, int] | None"]
 
 
+class Accepted(asyncio.Protocol):
+    """A just-accepted connection waiting for its upstream.
+
+    Reading is paused, but uvloop starts reading right after ``connection_made`` whatever
+    the protocol did there: so what arrives meanwhile is kept (one read at most, reading is
+    paused again at once) and sent upstream first, and an early EOF is passed on after it.
+    Losing the connection cancels the upstream work.
+    """
+
+    __slots__ = ("transport", "early", "eof", "task")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.early = bytearray()
+        self.eof = False
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.pause_reading()  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.early += data
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True  # keep the transport: the reply direction has not even started
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 class NodeProxy:
     def __init__(
         self,
@@ -41,18 +75,18 @@ class NodeProxy:
     async def splice(
         self,
         conn: Connection,
-        downstream: asyncio.Transport,
+        accepted: Accepted,
         upstream_sock: socket.socket,
         to_downstream: bytes = b"",
-        to_upstream: bytes = b"",
-        downstream_eof: bool = False,
     ) -> None:
-        """Relay between a paused accepted transport and a connected socket, from now on.
+        """Relay between a waiting accepted connection and a connected socket, from now on.
 
-        ``to_downstream``/``to_upstream`` are bytes already read by a handshake, written first;
-        ``downstream_eof`` says the client already half-closed, which is passed on.
+        ``to_downstream`` is what the upstream already sent during a handshake; it is written
+        first, as the bytes the client sent while waiting are written upstream first.
         """
         loop = asyncio.get_running_loop()
+        downstream = accepted.transport
+        assert downstream is not None
 
         def on_lost(pipe: relay.Pipe, exc: Exception | None) -> None:
             if down.lost and up.lost:
@@ -68,13 +102,14 @@ class NodeProxy:
         except BaseException:
             upstream_sock.close()
             raise
-        if to_upstream:
-            up.transport.write(to_upstream)  # type: ignore[union-attr]
+        if accepted.early:
+            down.received += len(accepted.early)
+            up.transport.write(bytes(accepted.early))  # type: ignore[union-attr]
         downstream.set_protocol(down)
         self.table.established(conn)
-        if downstream_eof:
+        if accepted.eof:
             down.eof_received()
-        else:
+        elif not up.writing_paused:  # writing ``early`` may already have filled the buffer
             downstream.resume_reading()
 
     def fail(self, conn: Connection, downstream: asyncio.Transport, reason: str, detail: object) -> None:

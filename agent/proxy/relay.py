@@ -35,7 +35,7 @@ def reset(transport: asyncio.BaseTransport) -> None:
 class Pipe(asyncio.Protocol):
     """One end of a relayed connection."""
 
-    __slots__ = ("transport", "peer", "received", "read_eof", "lost", "_on_lost")
+    __slots__ = ("transport", "peer", "received", "read_eof", "lost", "writing_paused", "_on_lost")
 
     def __init__(self, on_lost: Callable[["Pipe", Exception | None], None]) -> None:
         self.transport: asyncio.Transport | None = None
@@ -43,6 +43,7 @@ class Pipe(asyncio.Protocol):
         self.received = 0
         self.read_eof = False
         self.lost = False
+        self.writing_paused = False
         self._on_lost = on_lost
 
     def attach(self, transport: asyncio.Transport) -> None:
@@ -69,9 +70,11 @@ class Pipe(asyncio.Protocol):
         return True  # keep our side open: the other direction still flows
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         self.peer.transport.pause_reading()  # type: ignore[union-attr]
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         self.peer.transport.resume_reading()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,148 @@
+"""The relay (NodeProxy.splice and its pipes) on real loopback sockets, on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Awaitable, Callable
+
+import pytest
+import uvloop
+
+from nodemesh.agent.proxy.conntrack import OUTBOUND
+from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.agent.proxy.relay import WRITE_BUFFER_HIGH
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Spliced(Accepted):
+    """Accepts like the outbound listener: wait, connect upstream, splice."""
+
+    def __init__(self, proxy: NodeProxy, upstream: tuple[str, int]) -> None:
+        super().__init__()
+        self.proxy, self.upstream = proxy, upstream
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.task = asyncio.get_running_loop().create_task(self._splice())
+
+    async def _splice(self) -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, self.upstream)
+        conn = self.proxy.table.open(OUTBOUND, "test", "%s:%d" % self.upstream)
+        await self.proxy.splice(conn, self, sock)
+
+
+async def through_proxy(handler: Handler) -> tuple[NodeProxy, tuple[str, int], list[asyncio.AbstractServer]]:
+    loop = asyncio.get_running_loop()
+    app = await asyncio.start_server(handler, "127.0.0.1", 0)
+    proxy = NodeProxy(view=lambda: None, original_dst=lambda p, l: None, hop=None)  # type: ignore[arg-type]
+    front = await loop.create_server(lambda: Spliced(proxy, app.sockets[0].getsockname()), "127.0.0.1", 0)
+    return proxy, front.sockets[0].getsockname(), [app, front]
+
+
+def run(coro: Awaitable[None]) -> None:
+    uvloop.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+def test_half_close_each_way_keeps_every_byte() -> None:
+    request, reply = os.urandom(3 << 20), os.urandom(2 << 20)
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got = await reader.read()  # until the client's EOF, passed on by the proxy
+        writer.write(reply if got == request else b"corrupt")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        proxy, addr, servers = await through_proxy(app)
+        reader, writer = await asyncio.open_connection(*addr)
+        writer.write(request)
+        writer.write_eof()
+        assert await reader.read() == reply
+        writer.close()
+        await asyncio.sleep(0.1)
+        assert proxy.table.in_flight == {}
+        assert proxy.table.bytes["outbound_from_downstream"] == len(request)
+        assert proxy.table.bytes["outbound_from_upstream"] == len(reply)
+        for s in servers:
+            s.close()
+
+    run(main())
+
+
+def test_back_pressure_bounds_what_the_proxy_buffers() -> None:
+    total = 64 << 20
+    release = asyncio.Event
+
+    async def main() -> None:
+        gate = release()
+        received = 0
+
+        async def slow_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal received
+            await gate.wait()
+            while chunk := await reader.read(1 << 16):
+                received += len(chunk)
+            writer.close()
+
+        proxy, addr, servers = await through_proxy(slow_app)
+        sock = socket.create_connection(addr)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        sender = loop.create_task(loop.sock_sendall(sock, b"x" * total))
+        await asyncio.sleep(1.0)  # the app reads nothing: the sender must stall, not the proxy grow
+        assert not sender.done()
+        conn = next(iter(proxy.table.in_flight.values()))
+        buffered = conn.up.transport.get_write_buffer_size()
+        assert buffered <= WRITE_BUFFER_HIGH + (1 << 18), buffered
+        gate.set()
+        await sender
+        sock.shutdown(socket.SHUT_WR)
+        await loop.sock_recv(sock, 1)
+        sock.close()
+        assert received == total
+        for s in servers:
+            s.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("side", ["app", "client"])
+def test_a_reset_on_one_side_resets_the_other(side: str) -> None:
+    async def main() -> None:
+        app_saw: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if side == "app":
+                writer.transport.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                writer.transport.abort()
+                return
+            try:
+                app_saw.set_result(await reader.read())
+            except ConnectionResetError:
+                app_saw.set_result(b"reset")
+
+        proxy, addr, servers = await through_proxy(app)
+        reader, writer = await asyncio.open_connection(*addr)
+        if side == "app":
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
+        else:
+            writer.write(b"partial")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            writer.transport.abort()
+            assert await asyncio.wait_for(app_saw, 5) in (b"reset", b"partial")
+        await asyncio.sleep(0.1)
+        assert proxy.table.in_flight == {}
+        for s in servers:
+            s.close()
+
+    run(main())

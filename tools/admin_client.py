@@ -1,0 +1,43 @@
+"""Reading an agent's admin API, which listens on 127.0.0.1 inside the agent's network namespace.
+
+The CLI runs on the host, so it enters the node's namespace just long enough to create the
+socket (``nodemesh.netns``); the HTTP exchange itself is the standard library's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+
+from nodemesh.netns import Netns
+
+ADMIN_PORT = 15000
+
+
+class AdminError(RuntimeError):
+    pass
+
+
+def fetch(netns_path: str, path: str, port: int = ADMIN_PORT, timeout: float = 5.0) -> Any:
+    """GET ``path`` from the agent admin API in the namespace at ``netns_path``; parsed JSON."""
+    with Netns(netns_path) as ns:
+        sock = ns.socket()
+    try:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+    except OSError as e:
+        sock.close()
+        raise AdminError(f"agent admin API in {netns_path} (127.0.0.1:{port}) unreachable: {e}; "
+                         "is the agent running?") from e
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.sock = sock
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise AdminError(f"agent admin API {path}: HTTP {response.status}: {body[:200]!r}")
+    return json.loads(body)

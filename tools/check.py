@@ -150,11 +150,11 @@ def bpf_programs(source: str = PROBE_PROGRAM) -> Result:
 
     def compile_and_load() -> None:
         try:
-            program = BPF(text=source)
+            program = BPF(text=source.encode())
             loaded.append(program)
-            program.load_func("probe_connect4", BPFProgType.CGROUP_SOCK_ADDR,
+            program.load_func(b"probe_connect4", BPFProgType.CGROUP_SOCK_ADDR,
                               attach_type=BPFAttachType.CGROUP_INET4_CONNECT)
-            program.load_func("probe_sockops", BPFProgType.SOCK_OPS)
+            program.load_func(b"probe_sockops", BPFProgType.SOCK_OPS)
         except Exception as exc:  # bcc raises bare Exceptions for compile and load failures
             errors.append(str(exc))
 

@@ -22,6 +22,9 @@ def test_demo_plan_has_the_documented_cluster(tmp_path):
     server = pods["shop/catalog-b"].containers[0]
     assert server.argv == ("python3", "-m", "nodemesh.tools.apps.server", "--port", "8080",
                            "--name", "catalog-b")
+    (catalog,) = plan.services
+    assert (catalog.ref, catalog.ports) == ("shop/catalog", {80: 8080})
+    assert ipaddress.ip_address(catalog.vip) in ipaddress.ip_network("10.96.0.0/16")
     for pod in plan.pods:
         assert ipaddress.ip_address(pod.ip) in ipaddress.ip_network(plan.node(pod.node).pod_cidr)
 

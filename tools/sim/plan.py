@@ -61,9 +61,24 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
+class ServicePlan:
+    """A service as users reach it; the sim routes nothing to its VIP (only the mesh does)."""
+
+    namespace: str
+    name: str
+    vip: str
+    ports: Mapping[int, int]  # port -> target port
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class ClusterPlan:
     nodes: tuple[NodePlan, ...]
     pods: tuple[PodPlan, ...]
+    services: tuple[ServicePlan, ...] = ()
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -86,7 +101,10 @@ def plan_cluster(objects: "KubeObjects", model: MeshModel) -> ClusterPlan:
                        meshed=workload.meshed)
         containers = tuple(_container(plan, c.name, c.command, c.args, c.env) for c in pod.containers)
         pods.append(replace(plan, containers=containers))
-    return ClusterPlan(nodes=nodes, pods=tuple(pods))
+    services = tuple(ServicePlan(namespace=s.namespace, name=s.name, vip=s.vip,
+                                 ports={p.port: p.target_port for p in s.ports})
+                     for s in sorted(model.services.values(), key=lambda s: s.key))
+    return ClusterPlan(nodes=nodes, pods=tuple(pods), services=services)
 
 
 def _container(pod: PodPlan, name: str, command: list[str], args: list[str],

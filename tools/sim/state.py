@@ -9,6 +9,7 @@ midway leaves a record of what it had started. Shape::
      "nodes": {"node-a": {"ip", "pod_cidr", "netns", "cgroup"}},
      "pods": {"shop/client": {"namespace", "name", "node", "ip", "meshed", "netns", "cgroup",
                               "env"}},
+     "services": {"shop/catalog": {"vip": "10.96.0.10", "ports": {"80": 8080}}},
      "processes": {"controller" | "agent/<node>" | "pod/<ns>/<pod>/<container>":
                    {"argv", "env", "netns", "cgroup", "log", "ready", "pid", "start_time"}}}
 
@@ -58,6 +59,7 @@ class SimState:
     controller: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -1,0 +1,163 @@
+"""Bringing a simulated cluster up, and acting on its components afterwards.
+
+``up`` goes in steps, recording each in state.json before taking it: the topology (namespaces,
+links, cgroups), the controller (waited for until its port answers), one agent per node
+(waited for until ready), then the pods' containers. Pods start last, like on a node whose
+CNI plugin waits for the mesh agent: their first connection is already in the mesh. Anything
+failing, Ctrl-C included, tears down what was made before the error is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from nodemesh.tools.sim import topology
+from nodemesh.tools.sim.cleanup import down, leftovers
+from nodemesh.tools.sim.names import (
+    AGENT_READINESS_PORT,
+    CONTROLLER_IP,
+    CONTROLLER_PORT,
+    SimError,
+    SimNames,
+)
+from nodemesh.tools.sim.plan import ClusterPlan, plan_from_file
+from nodemesh.tools.sim.process import alive, process_env, spawn, terminate, venv_bin
+from nodemesh.tools.sim.ready import probe, wait_ready
+from nodemesh.tools.sim.state import (
+    CONTROLLER,
+    ProcessRecord,
+    SimState,
+    agent_component,
+    load,
+    pod_component,
+)
+
+READY_TIMEOUT = 30.0
+
+
+def nodemesh_argv(*args: str) -> list[str]:
+    """argv running our own CLI from this venv (what `pip install -e` put next to python)."""
+    return [str(Path(venv_bin()) / "nodemesh"), *args]
+
+
+def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
+    """The state of a sim about to be made from ``plan``: names, addresses and argv, no pids yet."""
+    state = SimState(sim=names.sim, file=str(file.resolve()),
+                     controller={"address": f"{CONTROLLER_IP}:{CONTROLLER_PORT}",
+                                 "netns": names.controller_netns})
+    state.processes[CONTROLLER] = ProcessRecord(
+        argv=nodemesh_argv("controller", "--file", state.file,
+                       "--state-dir", str(names.controller_state_dir),
+                       "--listen", state.controller["address"]),
+        env=process_env({}), netns=names.netns_path(names.controller_netns),
+        cgroup=str(names.controller_cgroup), log=str(names.component_log(CONTROLLER)),
+        ready={"tcp": {"host": CONTROLLER_IP, "port": CONTROLLER_PORT}})
+    for node in plan.nodes:
+        netns = names.node_netns(node.name)
+        state.nodes[node.name] = {"ip": node.ip, "pod_cidr": node.pod_cidr, "netns": netns,
+                                  "cgroup": str(names.node_cgroup(node.name))}
+        component = agent_component(node.name)
+        state.processes[component] = ProcessRecord(
+            argv=nodemesh_argv("agent", "--node", node.name, "--controller", state.controller["address"],
+                           "--cgroup", str(names.node_cgroup(node.name)),
+                           "--pod-netns-template", names.pod_netns_template),
+            env=process_env({}), netns=names.netns_path(netns),
+            cgroup=str(names.agent_cgroup(node.name)), log=str(names.component_log(component)),
+            ready={"http": {"port": AGENT_READINESS_PORT, "path": "/healthz/ready"}})
+    for svc in plan.services:
+        state.services[svc.ref] = {"vip": svc.vip, "ports": {str(p): t for p, t in svc.ports.items()}}
+    for pod in plan.pods:
+        netns = names.netns_path(names.pod_netns(pod.namespace, pod.name))
+        cgroup = str(names.pod_cgroup(pod.node, pod.namespace, pod.name))
+        state.pods[pod.ref] = {"namespace": pod.namespace, "name": pod.name, "node": pod.node,
+                               "ip": pod.ip, "meshed": pod.meshed, "netns": netns,
+                               "cgroup": cgroup, "env": process_env(pod.env)}
+        for c in pod.containers:
+            state.processes[pod_component(pod.namespace, pod.name, c.name)] = ProcessRecord(
+                argv=list(c.argv), env=process_env(c.env), netns=netns, cgroup=cgroup,
+                log=str(names.pod_log(pod.namespace, pod.name, c.name)))
+    return state
+
+
+def agents(state: SimState) -> list[str]:
+    return [agent_component(node) for node in state.nodes]
+
+
+def pod_containers(state: SimState) -> list[str]:
+    return [name for name in state.processes if name.startswith("pod/")]
+
+
+def start_components(state: SimState, names: SimNames, components: list[str],
+                     wait: bool = True) -> None:
+    """Start ``components`` (recording their pids) and, with ``wait``, wait until they are ready."""
+    for name in components:
+        spawn(state.processes[name])
+        state.save(names)
+    if wait:
+        wait_ready({name: state.processes[name] for name in components}, READY_TIMEOUT)
+
+
+def lay_out(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
+    """The sim's topology and its state file, with nothing running yet."""
+    state = new_state(plan, names, file)
+    state.save(names)
+    topology.build(plan, names)
+    return state
+
+
+def _ensure_absent(names: SimNames) -> None:
+    found = leftovers(names)
+    if found:
+        raise SimError(f"sim {names.sim!r} is already up (or was left half made: {found[0]}, ...): "
+                       f"run `nodemesh sim down --name {names.sim}` first")
+
+
+def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
+    """Bring the sim described by ``file`` up; on any failure leave nothing behind."""
+    _ensure_absent(names)
+    names.logs_dir.mkdir(parents=True)
+    try:
+        plan = plan_from_file(file, names.controller_state_dir)
+        state = lay_out(plan, names, file)
+        say(f"topology: {len(plan.nodes)} nodes, {len(plan.pods)} pods")
+        start_components(state, names, [CONTROLLER])
+        say(f"controller ready at {state.controller['address']}")
+        start_components(state, names, agents(state))
+        say(f"agents ready on {', '.join(state.nodes)}")
+        start_components(state, names, pod_containers(state), wait=False)
+        state.phase = "ready"
+        state.save(names)
+        return state
+    except BaseException:
+        down(names)
+        raise
+
+
+def stop(names: SimNames, component: str, grace: float = 10.0) -> None:
+    record = load(names).process(component)
+    if alive(record):
+        terminate([record.pid], grace)
+
+
+def start(names: SimNames, component: str, wait: bool = True) -> None:
+    state = load(names)
+    if alive(state.process(component)):
+        raise SimError(f"{component} is already running (pid {state.processes[component].pid})")
+    start_components(state, names, [component], wait)
+
+
+def status(names: SimNames) -> dict:
+    """A snapshot for people and tests: nodes, pods and every process, alive and ready."""
+    state = load(names)
+    processes = {name: {"pid": r.pid, "alive": alive(r), "ready": probe(r) if r.ready else None,
+                        "log": r.log}
+                 for name, r in state.processes.items()}
+    pods = {}
+    for ref, pod in state.pods.items():
+        mine = [p for name, p in processes.items() if name.startswith(f"pod/{ref}/")]
+        pods[ref] = {"ip": pod["ip"], "node": pod["node"], "meshed": pod["meshed"],
+                     "containers": len(mine), "running": sum(p["alive"] for p in mine)}
+    return {"sim": state.sim, "phase": state.phase, "file": state.file,
+            "controller": state.controller, "nodes": state.nodes, "pods": pods,
+            "services": state.services, "processes": processes}

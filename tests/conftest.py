@@ -16,9 +16,19 @@ from nodemesh.tools.sim.names import SimNames
 
 @pytest.fixture(scope="session")
 def kernel_prerequisites() -> None:
-    from nodemesh.tools.check import bcc_import, cgroup2, iproute2, kernel_version, root, run_checks
+    from nodemesh.tools.check import (
+        bcc_import,
+        bpffs,
+        cgroup2,
+        iproute2,
+        kernel_version,
+        root,
+        run_checks,
+    )
 
-    missing = [r for r in run_checks((root, kernel_version, cgroup2, bcc_import, iproute2)) if not r.ok]
+    # bpffs is mounted when missing, as `nodemesh check` does: a sim's pinned objects live there
+    missing = [r for r in run_checks((root, kernel_version, cgroup2, bpffs, bcc_import, iproute2))
+               if not r.ok]
     if missing:
         pytest.fail("this test needs a host that can run nodemesh (see `nodemesh check`):\n"
                     + "\n".join(f"  {r.name}: {r.detail} -> {r.fix}" for r in missing), pytrace=False)

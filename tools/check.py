@@ -26,6 +26,7 @@ from nodemesh import cgroups
 MIN_KERNEL = (5, 15)
 BPFFS = Path("/sys/fs/bpf")
 BTF = Path("/sys/kernel/btf/vmlinux")
+KHEADERS = Path("/sys/kernel/kheaders.tar.xz")
 SETUP_HINT = "run `make setup` (as root)"
 
 # The smallest programs that need what the agent needs: the two program types it loads and
@@ -106,11 +107,14 @@ def iproute2() -> Result:
 
 
 def kernel_headers() -> Result:
-    """bcc compiles against /lib/modules/<release>/build (or source); any UAPI headers will do."""
+    """bcc compiles against /lib/modules/<release>/build (or source), else the kernel's built-in
+    headers (CONFIG_IKHEADERS); our programs use only UAPI structures, so any of them will do."""
     kdir = Path("/lib/modules", platform.release())
     for sub in ("build", "source"):
         if (kdir / sub / "include/linux/kconfig.h").exists():
             return Result("kernel headers", True, f"{kdir / sub} -> {(kdir / sub).resolve()}")
+    if KHEADERS.exists():
+        return Result("kernel headers", True, f"built into the kernel ({KHEADERS})")
     return Result("kernel headers", False, f"none under {kdir}/build or {kdir}/source",
                   f"{SETUP_HINT}: it installs linux-headers-amd64 and links them for this kernel")
 

@@ -161,11 +161,21 @@ def test_up_refuses_a_sim_that_exists(cluster, cli):
     assert leftovers(names)  # and it did not tear the existing sim down
 
 
+def _pin_a_map(path: Path) -> None:
+    """What an agent may leave: a BPF map pinned under the sim's bpffs directory."""
+    from bcc import BPF
+
+    path.parent.mkdir()
+    BPF(text=f'BPF_TABLE_PINNED("array", u32, u64, pods, 1, "{path}");'.encode()).cleanup()
+    assert path.exists()
+
+
 def test_down_removes_everything_and_twice_is_safe(sim_names, cli):
     names = sim_names("t2")
     links_before = _root_links()
     state = _bring_up(names, _plan())
     pids = [r.pid for r in state.processes.values() if r.pid]
+    _pin_a_map(names.bpf_dir / "pods")
     assert len(pids) == 3 and leftovers(names)
     first = cli("sim", "down", "--name", names.sim)
     assert first.returncode == 0 and "removed" in first.stdout

@@ -74,9 +74,7 @@ def _rmdir_when_empty(path: Path, timeout: float = 5.0) -> None:
             time.sleep(0.05)
 
 
-def down(names: SimNames) -> list[str]:
-    """Remove every trace of the sim; returns what was there. Safe to call at any time, twice."""
-    found = leftovers(names)
+def _remove_once(names: SimNames) -> None:
     terminate(sim_pids(names))
     for name in sim_netns(names):
         netns.remove(name)
@@ -84,7 +82,22 @@ def down(names: SimNames) -> list[str]:
         _rmdir_when_empty(d)
     for path in (names.bpf_dir, names.run_dir):
         shutil.rmtree(path, ignore_errors=True)
-    still = leftovers(names)
-    if still:
-        raise SimError("could not remove: " + ", ".join(still))
-    return found
+
+
+def down(names: SimNames, settle: float = 0.1, timeout: float = 5.0) -> list[str]:
+    """Remove every trace of the sim; returns what was there. Safe to call at any time, twice.
+
+    An ``up`` killed midway may leave a helper process that finishes creating a namespace a
+    moment later (pyroute2 creates each in a forked child), so ``down`` looks again
+    ``settle`` seconds after each pass and goes on until that look finds nothing.
+    """
+    found = leftovers(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        _remove_once(names)
+        time.sleep(settle)
+        still = leftovers(names)
+        if not still:
+            return found
+        if time.monotonic() > deadline:
+            raise SimError("could not remove: " + ", ".join(still))

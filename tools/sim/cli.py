@@ -127,6 +127,8 @@ def exec_(sim: str, pod: str, command: tuple[str, ...]) -> None:
     except FileNotFoundError:
         raise SimError(f"{command[0]}: command not found in pod {pod} "
                        f"(PATH={record['env']['PATH']})") from None
+    except OSError as exc:
+        raise SimError(f"{command[0]}: cannot run it in pod {pod}: {exc.strerror}") from None
 
 
 @sim.command()

@@ -20,6 +20,7 @@ from typing import Iterable, Mapping
 
 from nodemesh import cgroups
 from nodemesh.netns import Netns
+from nodemesh.tools.sim.names import SimError
 from nodemesh.tools.sim.state import ProcessRecord
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -49,7 +50,9 @@ def start_time(pid: int) -> int | None:
 
 
 def alive(record: ProcessRecord) -> bool:
-    return record.pid is not None and start_time(record.pid) == record.start_time
+    """Still the process we started: same pid, same start time, not a zombie."""
+    return (record.pid is not None and record.start_time is not None
+            and start_time(record.pid) == record.start_time)
 
 
 def _enter(netns: Netns, cgroup: Path) -> None:
@@ -73,9 +76,17 @@ def spawn(record: ProcessRecord) -> None:
 
 
 def exec_in(netns_path: str, cgroup: Path, argv: list[str], env: Mapping[str, str]) -> None:
-    """Become ``argv`` inside the netns and cgroup: stdio and exit status are the caller's own."""
-    cgroups.join(cgroup)
-    with Netns(netns_path) as netns:
+    """Become ``argv`` inside the netns and cgroup: stdio and exit status are the caller's own.
+
+    Raises SimError when the namespace or cgroup is gone, OSError when ``argv`` cannot be run.
+    """
+    try:
+        netns = Netns(netns_path)
+        cgroups.join(cgroup)
+    except FileNotFoundError as exc:
+        raise SimError(f"{exc.filename} is gone: the sim is damaged; run `nodemesh sim down` "
+                       "and bring it up again") from None
+    with netns:
         netns.enter_for_good()
     os.execvpe(argv[0], argv, dict(env))
 

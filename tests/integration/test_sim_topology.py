@@ -48,9 +48,12 @@ def _plan(extra_pods: int = 0) -> ClusterPlan:
     return ClusterPlan(nodes=nodes, pods=pods)
 
 
-def _root_links() -> set[str]:
+def _root_network() -> tuple[set, set, set]:
+    """The host's own links, addresses and routes: the sim must never touch them."""
     with IPRoute() as ipr:
-        return {link.get("ifname") for link in ipr.get_links()}
+        return ({link.get("ifname") for link in ipr.get_links()},
+                {(a.get("index"), a.get("address"), a.get("prefixlen")) for a in ipr.get_addr()},
+                {(r.get("table"), r.get("dst"), r.get("dst_len"), r.get("gateway")) for r in ipr.get_routes()})
 
 
 def _bring_up(names: SimNames, plan: ClusterPlan):
@@ -67,11 +70,11 @@ def _bring_up(names: SimNames, plan: ClusterPlan):
 @pytest.fixture
 def cluster(sim_names):
     names = sim_names("t1")
-    links_before = _root_links()
+    network_before = _root_network()
     state = _bring_up(names, _plan())
     yield names, state
     down(names)
-    assert _root_links() == links_before, "the sim touched the host's own network namespace"
+    assert _root_network() == network_before, "the sim touched the host's own network namespace"
 
 
 def _exec(cli, names: SimNames, pod: str, *cmd: str, input: str | None = None):
@@ -172,14 +175,14 @@ def _pin_a_map(path: Path) -> None:
 
 def test_down_removes_everything_and_twice_is_safe(sim_names, cli):
     names = sim_names("t2")
-    links_before = _root_links()
+    network_before = _root_network()
     state = _bring_up(names, _plan())
     pids = [r.pid for r in state.processes.values() if r.pid]
     _pin_a_map(names.bpf_dir / "pods")
     assert len(pids) == 3 and leftovers(names)
     first = cli("sim", "down", "--name", names.sim)
     assert first.returncode == 0 and "removed" in first.stdout
-    assert leftovers(names) == [] and _root_links() == links_before
+    assert leftovers(names) == [] and _root_network() == network_before
     assert all(start_time(pid) is None for pid in pids)
     second = cli("sim", "down", "--name", names.sim)
     assert (second.returncode, second.stdout.strip()) == (0, "sim 't2': nothing to remove")

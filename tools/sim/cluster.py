@@ -48,8 +48,8 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
                                  "netns": names.controller_netns})
     state.processes[CONTROLLER] = ProcessRecord(
         argv=nodemesh_argv("controller", "--file", state.file,
-                       "--state-dir", str(names.controller_state_dir),
-                       "--listen", state.controller["address"]),
+                           "--state-dir", str(names.controller_state_dir),
+                           "--listen", state.controller["address"]),
         env=process_env({}), netns=names.netns_path(names.controller_netns),
         cgroup=str(names.controller_cgroup), log=str(names.component_log(CONTROLLER)),
         ready={"tcp": {"host": CONTROLLER_IP, "port": CONTROLLER_PORT}})
@@ -59,9 +59,10 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
                                   "cgroup": str(names.node_cgroup(node.name))}
         component = agent_component(node.name)
         state.processes[component] = ProcessRecord(
-            argv=nodemesh_argv("agent", "--node", node.name, "--controller", state.controller["address"],
-                           "--cgroup", str(names.node_cgroup(node.name)),
-                           "--pod-netns-template", names.pod_netns_template),
+            argv=nodemesh_argv("agent", "--node", node.name,
+                               "--controller", state.controller["address"],
+                               "--cgroup", str(names.node_cgroup(node.name)),
+                               "--pod-netns-template", names.pod_netns_template),
             env=process_env({}), netns=names.netns_path(netns),
             cgroup=str(names.agent_cgroup(node.name)), log=str(names.component_log(component)),
             ready={"http": {"port": AGENT_READINESS_PORT, "path": "/healthz/ready"}})
@@ -70,9 +71,11 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
     for pod in plan.pods:
         netns = names.netns_path(names.pod_netns(pod.namespace, pod.name))
         cgroup = str(names.pod_cgroup(pod.node, pod.namespace, pod.name))
+        # `exec` gets the first container's env, as `kubectl exec` runs in the first container
+        env = {**pod.env, **(pod.containers[0].env if pod.containers else {})}
         state.pods[pod.ref] = {"namespace": pod.namespace, "name": pod.name, "node": pod.node,
                                "ip": pod.ip, "meshed": pod.meshed, "netns": netns,
-                               "cgroup": cgroup, "env": process_env(pod.env)}
+                               "cgroup": cgroup, "env": process_env(env)}
         for c in pod.containers:
             state.processes[pod_component(pod.namespace, pod.name, c.name)] = ProcessRecord(
                 argv=list(c.argv), env=process_env(c.env), netns=netns, cgroup=cgroup,

@@ -1,49 +1,34 @@
 """Is a component serving? Probes run from inside the component's own network namespace.
 
-The agent's readiness endpoint listens on 127.0.0.1 of the node's namespace, and the
-controller's port is on the simulated bridge: neither is reachable from the host, which is
-the point. A probe opens its socket in the namespace (``nodemesh.netns``) and talks from there.
+The agent's readiness endpoint is in the node's namespace, and the controller's port is on the
+simulated bridge: neither is reachable from the host, which is the point. A probe opens its
+socket in the namespace (``nodemesh.netns``) and talks from there; HTTP checks go through the
+agent admin client, which does exactly that.
 """
 
 from __future__ import annotations
 
-import http.client
 import time
 from pathlib import Path
 from typing import Mapping
 
 from nodemesh.netns import Netns
+from nodemesh.tools.admin_client import AdminError, fetch
 from nodemesh.tools.sim.names import SimError
 from nodemesh.tools.sim.process import alive
 from nodemesh.tools.sim.state import ProcessRecord
 
 
-def _connect(netns_path: str, host: str, port: int, timeout: float):
+def _tcp_open(netns_path: str, host: str, port: int, timeout: float = 1.0) -> bool:
     with Netns(netns_path) as netns:
         sock = netns.socket()
-    sock.settimeout(timeout)
-    try:
-        sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def http_get(netns_path: str, port: int, path: str, host: str = "127.0.0.1",
-             timeout: float = 2.0) -> tuple[int, bytes]:
-    """(status, body) of ``GET path`` on ``host:port`` as seen from inside the namespace.
-
-    Tests use it for the agent's admin API (127.0.0.1:15000 of a node), which only the node sees.
-    """
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    conn.sock = _connect(netns_path, host, port, timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def probe(record: ProcessRecord) -> bool:
@@ -51,13 +36,13 @@ def probe(record: ProcessRecord) -> bool:
     if not alive(record):
         return False
     check = record.ready or {}
-    try:
-        if "http" in check:
-            return http_get(record.netns, check["http"]["port"], check["http"]["path"])[0] == 200
-        if "tcp" in check:
-            _connect(record.netns, check["tcp"]["host"], check["tcp"]["port"], 1.0).close()
-    except OSError:
-        return False
+    if "http" in check:
+        try:
+            fetch(record.netns, check["http"]["path"], port=check["http"]["port"], timeout=2.0)
+        except (AdminError, OSError, ValueError):  # not 200, not answering, not JSON
+            return False
+    if "tcp" in check:
+        return _tcp_open(record.netns, check["tcp"]["host"], check["tcp"]["port"])
     return True
 
 

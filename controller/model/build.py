@@ -1,0 +1,106 @@
+"""Kubernetes objects -> the mesh model: the one code path every source goes through.
+
+Everything that can be wrong is checked before anything is committed: a model either builds
+whole (and its addresses are persisted) or raises ConfigError listing every problem, leaving the
+address state as it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from nodemesh.controller.kube import objects as kube
+from nodemesh.controller.kube.objects import ConfigError, KubeObjects
+from nodemesh.controller.model.ipam import Ipam
+from nodemesh.model import MeshModel, Node, Service, ServicePort, Workload, frozen_labels
+
+# uuid5 namespace for workloads without metadata.uid: the same pod name gives the same uid on
+# every start, so agents and certificates keep referring to the same workload.
+_UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://nodemesh.io/workload")
+
+# target_port of a named targetPort that no endpoint resolves: with no endpoint, no connection
+# can use it.
+UNRESOLVED_TARGET_PORT = 0
+
+
+def workload_uid(pod: kube.Pod) -> str:
+    return pod.uid or str(uuid.uuid5(_UID_NAMESPACE, pod.ref))
+
+
+def build_model(objects: KubeObjects, ipam: Ipam) -> MeshModel:
+    """The model for ``objects``; assigns (and persists) addresses through ``ipam``."""
+    errors: list[str] = []
+    uids = {pod.ref: workload_uid(pod) for pod in objects.pods}
+    services = []
+    for svc in objects.services:
+        endpoints = select_endpoints(svc, objects.pods)
+        ports = tuple(_resolve_port(svc, i, spec, endpoints, errors) for i, spec in enumerate(svc.ports))
+        services.append((svc, ports, tuple(uids[pod.ref] for pod in endpoints)))
+    plan = ipam.plan(objects)
+    errors.extend(plan.errors)
+    if errors:
+        raise ConfigError(errors)
+    ipam.commit(plan)
+
+    meshed = {ns.name for ns in objects.namespaces if ns.meshed}
+    workloads = [
+        Workload(uid=uids[pod.ref], name=pod.name, namespace=pod.namespace,
+                 service_account=pod.service_account, node=pod.node_name,
+                 ip=plan.pod_ip(pod.ref), labels=frozen_labels(pod.labels),
+                 meshed=pod.namespace in meshed)
+        for pod in objects.pods
+    ]
+    model_services = [
+        Service(name=svc.name, namespace=svc.namespace, vip=plan.service_vip(svc.ref),
+                ports=ports, endpoints=endpoints)
+        for svc, ports, endpoints in services
+    ]
+    nodes = [Node(name=name, ip=plan.node_ip(name), pod_cidr=plan.node_pod_cidr(name))
+             for name in sorted({pod.node_name for pod in objects.pods})]
+    return MeshModel(
+        workloads={w.uid: w for w in workloads},
+        services={s.key: s for s in model_services},
+        nodes={n.name: n for n in nodes},
+    )
+
+
+def select_endpoints(svc: kube.Service, pods: tuple[kube.Pod, ...]) -> list[kube.Pod]:
+    """Pods of the service's namespace whose labels match its selector, by pod name.
+
+    An empty selector selects nothing, as in Kubernetes (such services are given endpoints by
+    hand there, which the mesh does not read).
+    """
+    if not svc.selector:
+        return []
+    return sorted(
+        (pod for pod in pods
+         if pod.namespace == svc.namespace
+         and all(pod.labels.get(k) == v for k, v in svc.selector.items())),
+        key=lambda pod: pod.name,
+    )
+
+
+def _resolve_port(svc: kube.Service, index: int, spec: kube.ServicePortSpec,
+                  endpoints: list[kube.Pod], errors: list[str]) -> ServicePort:
+    """A named targetPort becomes the number every endpoint gives that name.
+
+    The model has one target port per service port, so endpoints that disagree (or lack the name)
+    are an error rather than a silently unreachable pod.
+    """
+    if isinstance(spec.target_port, int):
+        return ServicePort(name=spec.name, port=spec.port, target_port=spec.target_port)
+    field = f"Service {svc.ref}: spec.ports[{index}].targetPort"
+    numbers: dict[int, str] = {}
+    for pod in endpoints:
+        number = pod.port_named(spec.target_port)
+        if number is None:
+            errors.append(f"{field}: endpoint Pod {pod.ref} has no container port named "
+                          f"{spec.target_port!r} (add it to the pod's ports, or give a number)")
+        else:
+            numbers.setdefault(number, pod.ref)
+    if len(numbers) > 1:
+        found = ", ".join(f"{n} on Pod {ref}" for n, ref in numbers.items())
+        errors.append(f"{field}: port name {spec.target_port!r} means different ports on the "
+                      f"endpoints ({found}); give every endpoint the same number")
+    target = next(iter(numbers), UNRESOLVED_TARGET_PORT)
+    return ServicePort(name=spec.name, port=spec.port, target_port=target)

@@ -1,0 +1,110 @@
+"""The file source: edits (in place or by replacing the file) apply; bad edits keep the last good model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nodemesh.controller.kube.objects import ConfigError
+from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.sources.file import FileSource
+from nodemesh.model import MeshModel
+
+
+def pods(*names: str) -> str:
+    return "".join(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {n}}}\n"
+                   f"spec: {{nodeName: n1, containers: [{{name: c}}]}}\n---\n" for n in names)
+
+
+def names(model: MeshModel) -> list[str]:
+    return sorted(w.name for w in model.workloads.values())
+
+
+FAST_POLL = 0.05  # the default (0.2 s) is tested once; the other tests need not wait for it
+
+
+async def watch_while(source: FileSource, edit) -> list[MeshModel]:
+    """Run the watch loop, apply ``edit`` once it runs, collect what it publishes within 1 s (at
+    most 10 polls), and for two polls after the first model, to see that nothing else comes."""
+    published: list[MeshModel] = []
+    task = asyncio.create_task(source.watch(published.append))
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    edit()
+    while not published and time.monotonic() - started < min(1.0, 10 * source.poll_interval):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(2 * source.poll_interval)
+    task.cancel()
+    return published
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(pods("a"))
+    return path
+
+
+def test_load_builds_the_model(cluster, tmp_path):
+    assert names(FileSource(cluster, Ipam(tmp_path)).load()) == ["a"]
+
+
+def test_load_refuses_a_bad_file(cluster, tmp_path):
+    cluster.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c}]}\n")
+    with pytest.raises(ConfigError, match="Pod default/a: spec.nodeName: required"):
+        FileSource(cluster, Ipam(tmp_path)).load()
+
+
+def test_an_edit_in_place_applies_within_a_second(cluster, tmp_path):
+    source = FileSource(cluster, Ipam(tmp_path))  # default poll interval
+    source.load()
+    published = asyncio.run(watch_while(source, lambda: cluster.write_text(pods("a", "b"))))
+    assert [names(m) for m in published] == [["a", "b"]]
+
+
+def test_a_replaced_file_applies(cluster, tmp_path):
+    """Editors write a new file and rename it over the old one: a new inode, maybe the same size."""
+    source = FileSource(cluster, Ipam(tmp_path), poll_interval=FAST_POLL)
+    source.load()
+    stat = cluster.stat()
+
+    def replace_file() -> None:
+        new = cluster.with_suffix(".new")
+        new.write_text(pods("z"))  # same size as before
+        os.utime(new, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+        new.rename(cluster)
+
+    published = asyncio.run(watch_while(source, replace_file))
+    assert [names(m) for m in published] == [["z"]]
+
+
+def test_a_bad_edit_keeps_the_last_good_model_and_logs_why(cluster, tmp_path, caplog):
+    ipam = Ipam(tmp_path)
+    source = FileSource(cluster, ipam, poll_interval=FAST_POLL)
+    source.load()
+    bad = pods("a", "b") + "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: x}]}\n"
+    with caplog.at_level(logging.ERROR, logger="nodemesh.controller.sources.file"):
+        published = asyncio.run(watch_while(source, lambda: cluster.write_text(bad)))
+    assert published == []
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("keeping the last good model" in m for m in messages)
+    assert any("Service default/s: spec.ports[0].port: must be a number" in m for m in messages)
+    assert "default/b" not in (tmp_path / "ipam.json").read_text()  # nothing was assigned
+
+    # and the next good edit applies again
+    published = asyncio.run(watch_while(source, lambda: cluster.write_text(pods("a", "c"))))
+    assert [names(m) for m in published] == [["a", "c"]]
+
+
+def test_a_deleted_file_keeps_the_last_good_model(cluster, tmp_path, caplog):
+    source = FileSource(cluster, Ipam(tmp_path), poll_interval=FAST_POLL)
+    source.load()
+    with caplog.at_level(logging.ERROR, logger="nodemesh.controller.sources.file"):
+        published = asyncio.run(watch_while(source, cluster.unlink))
+    assert published == []
+    assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1  # said once, not per poll

@@ -1,5 +1,8 @@
 """The `nodemesh sim` command line where it needs no kernel: arguments and errors."""
 
+import subprocess
+import sys
+
 from click.testing import CliRunner
 
 from nodemesh.tools.cli import main
@@ -30,3 +33,12 @@ def test_the_sim_name_comes_from_the_environment_too():
 def test_exec_needs_a_command():
     result = _run("exec", "shop/client")
     assert result.exit_code == 2 and "Missing argument 'COMMAND...'" in result.output
+
+
+def test_acting_on_a_sim_without_root_says_so():
+    script = ("import os; os.geteuid() == 0 and os.setuid(65534); from click.testing import CliRunner; "
+              "from nodemesh.tools.cli import main; "
+              "r = CliRunner().invoke(main, ['sim', 'down', '--name', 'notup']); "
+              "print(r.exit_code, r.output)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("1 Error: the simulated cluster needs root"), out.stdout + out.stderr

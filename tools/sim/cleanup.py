@@ -19,7 +19,7 @@ from pyroute2 import netns
 
 from nodemesh import cgroups
 from nodemesh.tools.sim.names import SimError, SimNames
-from nodemesh.tools.sim.process import alive, terminate
+from nodemesh.tools.sim.process import alive, require_root, terminate
 from nodemesh.tools.sim.state import load
 
 
@@ -91,6 +91,7 @@ def down(names: SimNames, settle: float = 0.1, timeout: float = 5.0) -> list[str
     moment later (pyroute2 creates each in a forked child), so ``down`` looks again
     ``settle`` seconds after each pass and goes on until that look finds nothing.
     """
+    require_root()
     found = leftovers(names)
     deadline = time.monotonic() + timeout
     while True:

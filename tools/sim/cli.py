@@ -118,10 +118,11 @@ def exec_(sim: str, pod: str, command: tuple[str, ...]) -> None:
     Standard input and output are passed through and the exit status is COMMAND's.
     Example: nodemesh sim exec shop/client -- python3 -m nodemesh.tools.apps.client catalog:80
     """
-    from nodemesh.tools.sim.process import exec_in
+    from nodemesh.tools.sim.process import exec_in, require_root
     from nodemesh.tools.sim.state import load
 
     record = load(_names(sim)).pod(pod)
+    require_root()
     try:
         exec_in(record["netns"], Path(record["cgroup"]), list(command), record["env"])
     except FileNotFoundError:

@@ -22,7 +22,14 @@ from nodemesh.tools.sim.names import (
     SimNames,
 )
 from nodemesh.tools.sim.plan import ClusterPlan, plan_from_file
-from nodemesh.tools.sim.process import alive, process_env, spawn, terminate, venv_bin
+from nodemesh.tools.sim.process import (
+    alive,
+    process_env,
+    require_root,
+    spawn,
+    terminate,
+    venv_bin,
+)
 from nodemesh.tools.sim.ready import probe, wait_ready
 from nodemesh.tools.sim.state import (
     CONTROLLER,
@@ -118,6 +125,7 @@ def _ensure_absent(names: SimNames) -> None:
 
 def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
     """Bring the sim described by ``file`` up; on any failure leave nothing behind."""
+    require_root()
     _ensure_absent(names)
     names.logs_dir.mkdir(parents=True)
     try:
@@ -139,12 +147,14 @@ def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
 
 def stop(names: SimNames, component: str, grace: float = 10.0) -> None:
     record = load(names).process(component)
+    require_root()
     if alive(record):
         terminate([record.pid], grace)
 
 
 def start(names: SimNames, component: str, wait: bool = True) -> None:
     state = load(names)
+    require_root()
     if alive(state.process(component)):
         raise SimError(f"{component} is already running (pid {state.processes[component].pid})")
     start_components(state, names, [component], wait)
@@ -153,6 +163,7 @@ def start(names: SimNames, component: str, wait: bool = True) -> None:
 def status(names: SimNames) -> dict:
     """A snapshot for people and tests: nodes, pods and every process, alive and ready."""
     state = load(names)
+    require_root()
     processes = {name: {"pid": r.pid, "alive": alive(r), "ready": probe(r) if r.ready else None,
                         "log": r.log}
                  for name, r in state.processes.items()}

@@ -26,6 +26,13 @@ from nodemesh.tools.sim.state import ProcessRecord
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def require_root() -> None:
+    """Namespaces, cgroups and setns need root; say so plainly rather than fail with EPERM deep inside."""
+    if os.geteuid() != 0:
+        raise SimError("the simulated cluster needs root (it creates network namespaces and "
+                       "cgroups, and enters them): run it with sudo")
+
+
 def venv_bin() -> str:
     """The bin directory of this Python, where ``python3`` and ``nodemesh`` of our venv live."""
     return str(Path(sys.executable).parent)

@@ -1,0 +1,188 @@
+"""The config stream over real gRPC on 127.0.0.1: snapshot, deltas on edits, acks and nacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import grpc
+import pytest
+
+from nodemesh.api import mesh_pb2 as pb
+from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
+from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.sources.file import FileSource
+from nodemesh.controller.xds.server import ListenError, RunningServer, parse_listen, serve
+from nodemesh.controller.xds.session import Rejection
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}\n---\n"
+
+
+def pod(name: str, node: str, app: str = "web") -> str:
+    return (f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\n"
+            f"spec: {{nodeName: {node}, containers: [{{name: c}}]}}\n---\n")
+
+
+SERVICE = ("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
+           "spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n")
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def start(tmp_path: Path, text: str) -> tuple[RunningServer, Path]:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(text)
+    running = await serve(FileSource(path, Ipam(tmp_path / "state"), poll_interval=0.05), "127.0.0.1:0")
+    return running, path
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), timeout=15))
+
+
+def hello(node: str) -> pb.AgentMessage:
+    return pb.AgentMessage(hello=pb.AgentHello(node=node, agent_version="test"))
+
+
+def ack(version: int, accepted: bool = True, reason: str = "") -> pb.AgentMessage:
+    return pb.AgentMessage(ack=pb.Ack(version=version, accepted=accepted, reason=reason))
+
+
+def test_snapshot_then_delta_on_edit_with_acks_and_nacks_recorded(tmp_path, caplog):
+    async def scenario() -> None:
+        running, path = await start(tmp_path, NAMESPACE + pod("a", "n1") + pod("b", "n2") + SERVICE)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                call = MeshConfigStub(channel).StreamConfig()
+                await call.write(hello("n1"))
+                snapshot = await call.read()
+                assert (snapshot.version, snapshot.snapshot) == (1, True)
+                assert sorted(w.name for w in snapshot.workloads) == ["a", "b"]
+                assert [s.name for s in snapshot.services] == ["web"]
+                assert sorted(n.name for n in snapshot.nodes) == ["n1", "n2"]
+
+                await call.write(ack(1))
+                await eventually(lambda: [s.acked_version for s in running.agents()] == [1])
+
+                path.write_text(NAMESPACE + pod("a", "n1") + pod("c", "n2") + SERVICE)
+                delta = await call.read()
+                assert (delta.version, delta.snapshot) == (2, False)
+                assert [w.name for w in delta.workloads] == ["c"]
+                assert len(delta.removed_workloads) == 1  # b
+                assert [s.name for s in delta.services] == ["web"]  # its endpoints changed
+                assert not delta.nodes and not delta.removed_nodes
+
+                await call.write(ack(2, accepted=False, reason="cannot attach"))
+                (agent,) = running.agents()
+                await eventually(lambda: agent.last_rejection is not None)
+                assert agent.last_rejection == Rejection(2, "cannot attach")
+                assert agent.acked_version == 1
+                await call.done_writing()
+        finally:
+            await running.stop()
+
+    with caplog.at_level(logging.INFO, logger="nodemesh.controller"):
+        run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["agent of node n1 rejected version 2: cannot attach"]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.startswith("agent connected: node n1") for m in infos)
+    assert "agent of node n1 accepted version 1" in infos
+    assert any(m.startswith("applied model version 2: 2 workloads, 1 services") for m in infos)
+
+
+def test_changes_outside_a_nodes_view_are_not_sent_and_versions_still_rise(tmp_path):
+    """Unmeshed pods on other nodes that no service selects are not n1's business."""
+
+    async def scenario() -> None:
+        plain = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {nodeName: n2, containers: [{name: c}]}\n---\n"
+        running, path = await start(tmp_path, NAMESPACE + pod("a", "n1") + plain)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                call = MeshConfigStub(channel).StreamConfig()
+                await call.write(hello("n1"))
+                snapshot = await call.read()
+                assert [w.name for w in snapshot.workloads] == ["a"]
+                path.write_text(NAMESPACE + pod("a", "n1") + plain.replace("name: x", "name: y"))
+                await eventually(lambda: running.feed.current.version == 2)
+                path.write_text(NAMESPACE + pod("a", "n1") + pod("d", "n1") + plain)
+                delta = await call.read()
+                assert (delta.version, [w.name for w in delta.workloads]) == (3, ["d"])
+        finally:
+            await running.stop()
+
+    run(scenario)
+
+
+def test_stop_ends_streams_cleanly_and_disconnects_are_noticed(tmp_path):
+    async def scenario() -> None:
+        running, _ = await start(tmp_path, NAMESPACE + pod("a", "n1"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            leaving = MeshConfigStub(channel).StreamConfig()
+            await leaving.write(hello("n2"))
+            await leaving.read()
+            staying = MeshConfigStub(channel).StreamConfig()
+            await staying.write(hello("n1"))
+            await staying.read()
+            await eventually(lambda: len(running.agents()) == 2)
+            leaving.cancel()
+            await eventually(lambda: [a.node for a in running.agents()] == ["n1"])
+            await running.stop()
+            assert await staying.read() is grpc.aio.EOF
+            assert await staying.code() is grpc.StatusCode.OK
+
+    run(scenario)
+
+
+def test_a_stream_must_start_with_hello(tmp_path):
+    async def scenario() -> None:
+        running, _ = await start(tmp_path, NAMESPACE + pod("a", "n1"))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                call = MeshConfigStub(channel).StreamConfig()
+                await call.write(ack(1))
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call.read()
+                assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+                assert "AgentHello" in info.value.details()
+        finally:
+            await running.stop()
+
+    run(scenario)
+
+
+def test_a_port_in_use_is_named(tmp_path):
+    async def scenario() -> None:
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            path = tmp_path / "c.yaml"
+            path.write_text(pod("a", "n1").replace("namespace: shop", "namespace: default"))
+            with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: Address "
+                                                  f"already in use; another process holds port {port}"):
+                await serve(FileSource(path, Ipam(tmp_path)), f"127.0.0.1:{port}")
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0.0.0.0:15012", ("0.0.0.0", 15012)), ("[::1]:0", ("::1", 0)), ("localhost:1", ("localhost", 1)),
+])
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["15012", ":15012", "host:", "host:99999", "host:x"])
+def test_parse_listen_refuses(text):
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        parse_listen(text)

@@ -137,8 +137,8 @@ def test_status_logs_and_restarting_a_process(cluster, cli):
     assert log.count("--- ") == 2  # one header per start: the restarted process appends
 
 
-def test_a_component_that_dies_or_is_late_is_reported_with_its_log(cluster):
-    names, _ = cluster
+def test_a_component_that_cannot_start_dies_or_is_late_is_reported_clearly(cluster):
+    names, state = cluster
     netns = names.netns_path(names.pod_netns("shop", "client"))
     cgroup = str(names.pod_cgroup("node-a", "shop", "client"))
 
@@ -154,6 +154,10 @@ def test_a_component_that_dies_or_is_late_is_reported_with_its_log(cluster):
     spawn(late)
     with pytest.raises(SimError, match=r"(?s)late is not ready after 0.5 s.*slow"):
         wait_ready({"late": late}, timeout=0.5)
+    state.processes["pod/shop/client/main"].argv = ["no-such-program"]
+    with pytest.raises(SimError, match=r"pod/shop/client/main: cannot run 'no-such-program': "
+                                       r"No such file or directory \(PATH=/"):
+        start_components(state, names, ["pod/shop/client/main"])
 
 
 def test_up_refuses_a_sim_that_exists(cluster, cli):

@@ -102,7 +102,12 @@ def start_components(state: SimState, names: SimNames, components: list[str],
                      wait: bool = True) -> None:
     """Start ``components`` (recording their pids) and, with ``wait``, wait until they are ready."""
     for name in components:
-        spawn(state.processes[name])
+        record = state.processes[name]
+        try:
+            spawn(record)
+        except OSError as exc:  # raised in the child before exec: command missing, not executable
+            raise SimError(f"{name}: cannot run {record.argv[0]!r}: {exc.strerror} "
+                           f"(PATH={record.env.get('PATH')})") from None
         state.save(names)
     if wait:
         wait_ready({name: state.processes[name] for name in components}, READY_TIMEOUT)

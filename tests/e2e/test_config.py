@@ -1,0 +1,164 @@
+"""Config changes reach traffic: file edits, bad edits, the controller going away and back."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Iterator
+
+import pytest
+
+from conftest import NODEMESH, SimCluster, module_cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
+
+
+def cluster_yaml(spare_app: str) -> str:
+    """catalog selects app=catalog; the pod `spare` joins it when spare_app == "catalog"."""
+    pods = ""
+    for name, node, app in (("catalog-a", "node-a", "catalog"), ("spare", "node-b", spare_app)):
+        pods += f"""
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: shop
+  labels:
+    app: {app}
+spec:
+  nodeName: {node}
+  containers:
+    - name: server
+      command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]
+"""
+    return """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    nodemesh.io/mesh: enabled
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: shop
+spec:
+  nodeName: node-a
+  containers:
+    - name: main
+      command: [sleep, infinity]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: catalog
+  namespace: shop
+spec:
+  selector:
+    app: catalog
+  ports:
+    - port: 80
+      targetPort: 8080
+""" + pods
+
+
+# Connects to the VIP every 20 ms for DURATION seconds; prints "<unix time> <server name>".
+PROBE = """
+import socket, sys, time
+vip, duration = sys.argv[1], float(sys.argv[2])
+end = time.time() + duration
+print("start", flush=True)
+while time.time() < end:
+    try:
+        s = socket.create_connection((vip, 80), timeout=2)
+        name = s.makefile().readline().strip()
+        s.close()
+        print(time.time(), name, flush=True)
+    except OSError as e:
+        print(time.time(), "error", e, flush=True)
+    time.sleep(0.02)
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+    yield from module_cluster(request, tmp_path_factory, "e2econfig", cluster_yaml(spare_app="spare"))
+
+
+def probe_while(cluster: SimCluster, action, duration: float = 4.0) -> tuple[float, list[tuple[float, str]]]:
+    """Run PROBE in the client pod, do ``action`` once it runs; (time of action, answers)."""
+    probe = subprocess.Popen(
+        [NODEMESH, "sim", "exec", "--name", cluster.name, "shop/client", "--", "python3", "-c", PROBE,
+         cluster.vip("shop/catalog"), str(duration)],
+        stdout=subprocess.PIPE, text=True)
+    assert probe.stdout.readline().strip() == "start"
+    time.sleep(0.5)
+    acted_at = time.time()
+    action()
+    out, _ = probe.communicate(timeout=duration + 30)
+    answers = []
+    for line in out.splitlines():
+        stamp, name = line.split(" ", 1)
+        answers.append((float(stamp), name))
+    return acted_at, answers
+
+
+def test_adding_a_pod_to_the_selector_reaches_it_within_a_second(cluster: SimCluster) -> None:
+    acted_at, answers = probe_while(cluster, lambda: cluster.file.write_text(cluster_yaml("catalog")))
+    assert all(name in ("catalog-a", "spare") for _, name in answers), answers
+    assert all(name == "catalog-a" for t, name in answers if t < acted_at)
+    first_spare = min((t for t, name in answers if name == "spare"), default=None)
+    assert first_spare is not None, "the new endpoint never answered"
+    assert first_spare - acted_at < 1.0, f"new endpoint reached after {first_spare - acted_at:.2f}s"
+
+
+def test_removing_it_stops_new_connections_to_it(cluster: SimCluster) -> None:
+    cluster.file.write_text(cluster_yaml("catalog"))
+    acted_at, answers = probe_while(cluster, lambda: cluster.file.write_text(cluster_yaml("spare")))
+    late = [(round(t - acted_at, 2), name) for t, name in answers if t > acted_at + 1.0 and name != "catalog-a"]
+    assert late == [], f"answers other than catalog-a more than 1s after the edit: {late}"
+    assert sum(1 for t, name in answers if t > acted_at + 1.0) > 10
+
+
+def test_a_bad_edit_is_rejected_and_the_old_config_keeps_serving(cluster: SimCluster) -> None:
+    cluster.file.write_text(cluster_yaml("catalog"))
+    cluster.wait_for("spare to be an endpoint", lambda: "spare" in cluster.client(
+        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])
+    version = cluster.admin("node-a", "/config_dump")["version"]
+    broken = cluster_yaml("spare").replace("nodeName: node-b", "nodeName: [oops")
+    rejections = cluster.log("controller").count("keeping the last good model")
+    cluster.file.write_text(broken)
+    cluster.wait_for("the controller to log the rejection",
+                     lambda: cluster.log("controller").count("keeping the last good model") > rejections)
+    time.sleep(0.5)
+    assert cluster.admin("node-a", "/config_dump")["version"] == version
+    tally = cluster.client("shop/client", f"{cluster.vip('shop/catalog')}:80", count=6)
+    assert tally["failed"] == 0 and set(tally["servers"]) == {"catalog-a", "spare"}, tally
+    assert cluster.status()["processes"]["controller"]["alive"]
+
+
+def test_traffic_flows_while_the_controller_is_down_and_agents_resync_after(cluster: SimCluster) -> None:
+    cluster.file.write_text(cluster_yaml("spare"))
+    cluster.wait_for("spare to leave the service", lambda: "spare" not in cluster.client(
+        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])
+    connects = cluster.admin("node-a", "/config_dump")["controller"]["connects"]
+    cluster.stop("controller")
+    try:
+        cluster.wait_for("the agents to notice", lambda: not cluster.admin(
+            "node-a", "/config_dump")["controller"]["connected"])
+        tally = cluster.client("shop/client", f"{cluster.vip('shop/catalog')}:80", count=10, payload=1000)
+        assert tally["failed"] == 0 and tally["servers"] == {"catalog-a": 10}, tally
+        # a change made while the controller is away...
+        cluster.file.write_text(cluster_yaml("catalog"))
+    finally:
+        cluster.start("controller")
+    # ...reaches the agents once it is back: they resubscribe and get a fresh snapshot
+    for node in ("node-a", "node-b"):
+        cluster.wait_for(f"{node} to resubscribe", lambda: cluster.admin(
+            node, "/config_dump")["controller"]["connected"])
+    assert cluster.admin("node-a", "/config_dump")["controller"]["connects"] == connects + 1
+    cluster.wait_for("spare to be reached after the resync", lambda: "spare" in cluster.client(
+        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])

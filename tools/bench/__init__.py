@@ -1,0 +1,1 @@
+"""Benchmarks: what the mesh costs, measured against a reference in the same run."""

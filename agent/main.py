@@ -44,7 +44,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
-        self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.take_original_dst(p, l),
+        self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
                                PlaintextHop(self.connect_timeout), self.connect_timeout)
         endpoints = [
             HttpEndpoint("127.0.0.1", self.admin_port,

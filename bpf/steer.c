@@ -43,7 +43,7 @@ BPF_HASH(enrolled_pods, u64, struct pod_listener, 4096);
 BPF_HASH(mesh_destinations, u32, u8, 65536);
 // socket cookie -> original destination; kept for getpeername(), LRU bounds it.
 BPF_TABLE("lru_hash", u64, struct orig_dst, orig_by_cookie, 65536);
-// accepted connection -> original destination; the proxy deletes what it reads.
+// accepted connection -> original destination; LRU: entries age out, the proxy only reads.
 BPF_TABLE("lru_hash", struct tuple4, struct orig_dst, orig_by_tuple, 65536);
 
 int steer_connect4(struct bpf_sock_addr *ctx) {

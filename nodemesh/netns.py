@@ -14,6 +14,7 @@ import ctypes.util
 import os
 import socket
 import struct
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -50,15 +51,12 @@ class Netns:
     @contextmanager
     def entered(self) -> Iterator[None]:
         """Run the block with this thread inside the namespace, then come back."""
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        home = _home_netns()
+        _setns(self.fd)
         try:
-            _setns(self.fd)
-            try:
-                yield
-            finally:
-                _setns(home)
+            yield
         finally:
-            os.close(home)
+            _setns(home)
 
     def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
         """A socket that lives in this namespace."""
@@ -76,6 +74,17 @@ class Netns:
             return socket_netns_cookie(s)
         finally:
             s.close()
+
+
+_homes = threading.local()
+
+
+def _home_netns() -> int:
+    """This thread's own namespace, opened once per thread (threads may live in different ones)."""
+    fd = getattr(_homes, "fd", None)
+    if fd is None:
+        fd = _homes.fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    return fd
 
 
 def socket_netns_cookie(sock: socket.socket) -> int:

@@ -121,10 +121,14 @@ class Steering:
                 self._dest_keys[key] = kind
 
     # -- original destinations -----------------------------------------------------------
-    def take_original_dst(self, peer: tuple[str, int], local: tuple[str, int]) -> tuple[str, int] | None:
+    def original_dst(self, peer: tuple[str, int], local: tuple[str, int]) -> tuple[str, int] | None:
         """The address the client asked for, for a connection accepted on an outbound listener.
 
-        The entry is deleted once read: the 4-tuple is unique while the connection lives.
+        Entries are not deleted after reading: the map is an LRU, and a 4-tuple that comes back
+        (a port reused after TIME_WAIT) is written afresh by sockops before the proxy can accept
+        it, so an old entry is never read for a new steered connection (a pod dialling its own
+        15001 directly could meet one: it reaches an address it dialled before, nothing more).
+        That saves a syscall per accept.
         """
         table = self.orig_by_tuple
         key = table.Key(ip_key(peer[0]), ip_key(local[0]), port_key(peer[1]), port_key(local[1]))
@@ -132,10 +136,6 @@ class Steering:
             value = table[key]
         except KeyError:
             return None
-        try:
-            del table[key]
-        except KeyError:
-            pass
         return ip_str(value.ip), socket.ntohs(value.port)
 
     def map_usage(self) -> dict[str, int]:

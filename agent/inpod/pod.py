@@ -52,7 +52,8 @@ class PodNetns:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, AGENT_MARK)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: that costs a task per connect
+                await asyncio.get_running_loop().sock_connect(sock, (host, port))
         except BaseException:
             sock.close()
             raise

@@ -90,6 +90,11 @@ def main(rounds: int, seconds: float, count: int, concurrency: int) -> None:
         nodemesh("sim", "up", "-f", str(file), "--name", SIM)
         try:
             status = json.loads(nodemesh("sim", "status", "--name", SIM, "-o", "json"))
+            for pod in ("plain/client", "bench/client"):
+                # Thousands of short connections per second from one address: let the client pods
+                # reuse TIME_WAIT ports, as load generators' hosts do, or the port search dominates.
+                nodemesh("sim", "exec", "--name", SIM, pod, "--", "sysctl", "-q", "-w",
+                         "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
             setups = {
                 "direct": ("plain/client", f"{status['pods']['bench/server-b']['ip']}:8080"),
                 "cross-node": ("bench/client", f"{status['services']['bench/server-b']['vip']}:80"),

@@ -33,7 +33,8 @@ def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               default=DEFAULT_STATE_DIR, show_default=True,
               help="Where assigned addresses are kept across restarts (ipam.json).")
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, callback=_check_listen,
+@click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True,
+              callback=_check_listen,
               help="HOST:PORT for the agents' gRPC config stream (port 0: any free port).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False),
@@ -56,8 +57,9 @@ def controller(path: Path, state_dir: Path, listen: str, log_level: str) -> None
         click.echo(f"nodemesh controller: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"nodemesh controller: cannot write {exc.filename or state_dir}: "
-                   f"{exc.strerror or exc}; choose a writable --state-dir", err=True)
+        click.echo(f"nodemesh controller: cannot use the state directory: "
+                   f"{exc.filename or state_dir}: {exc.strerror or exc}; choose a writable "
+                   "--state-dir", err=True)
         sys.exit(1)
 
 

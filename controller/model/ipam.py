@@ -100,15 +100,18 @@ class Ipam:
 
     def _load(self) -> _State:
         try:
-            data = json.loads(self.path.read_text())
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return _State()
+        # any other OSError propagates: the state directory itself is unusable
+        try:
+            data = json.loads(text)
             return _State(
                 nodes={str(k): int(v) for k, v in data["nodes"].items()},
                 pods={str(k): str(IPv4Address(v)) for k, v in data["pods"].items()},
                 services={str(k): str(IPv4Address(v)) for k, v in data["services"].items()},
             )
-        except FileNotFoundError:
-            return _State()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError([f"{self.path}: unreadable address state ({exc}); fix it, or delete "
                                "it to assign every address afresh"]) from None
 

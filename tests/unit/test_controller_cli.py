@@ -38,6 +38,15 @@ def test_a_missing_file_exits_2(cli, tmp_path):
     assert f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory" in result.stderr
 
 
+def test_an_unusable_state_dir_says_so(cli, tmp_path):
+    (tmp_path / "c.yaml").write_text(GOOD)
+    result = cli("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir",
+                 str(tmp_path / "c.yaml" / "state"), "--listen", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert "cannot use the state directory:" in result.stderr
+    assert "Not a directory; choose a writable --state-dir" in result.stderr
+
+
 def test_a_port_in_use_is_named_with_what_to_do(cli, tmp_path):
     (tmp_path / "c.yaml").write_text(GOOD)
     with socket.socket() as holder:

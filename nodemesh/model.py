@@ -12,6 +12,9 @@ from typing import Mapping
 
 MESH_LABEL = "nodemesh.io/mesh"
 MESH_ENABLED = "enabled"
+MTLS_MODE_LABEL = "nodemesh.io/mtls-mode"
+STRICT = "STRICT"
+PERMISSIVE = "PERMISSIVE"
 
 
 def frozen_labels(labels: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -31,6 +34,8 @@ class Workload:
     ip: str
     labels: Mapping[str, str] = field(default_factory=lambda: frozen_labels(None))
     meshed: bool = False
+    identity: str = ""  # SPIFFE id (nodemesh.identity), set for every workload
+    mtls_mode: str = PERMISSIVE
 
     @property
     def key(self) -> str:

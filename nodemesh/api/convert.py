@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.model import Node, Service, ServicePort, Workload, frozen_labels
+from nodemesh.model import PERMISSIVE, Node, Service, ServicePort, Workload, frozen_labels
 
 
 def workload_to_pb(w: Workload) -> pb.Workload:
     return pb.Workload(
         uid=w.uid, name=w.name, namespace=w.namespace, service_account=w.service_account,
-        node=w.node, ip=w.ip, labels=dict(w.labels), meshed=w.meshed,
+        node=w.node, ip=w.ip, labels=dict(w.labels), meshed=w.meshed, identity=w.identity,
+        mtls_mode=w.mtls_mode,
     )
 
 
 def workload_from_pb(m: pb.Workload) -> Workload:
     return Workload(
         uid=m.uid, name=m.name, namespace=m.namespace, service_account=m.service_account,
-        node=m.node, ip=m.ip, labels=frozen_labels(m.labels), meshed=m.meshed,
+        node=m.node, ip=m.ip, labels=frozen_labels(m.labels), meshed=m.meshed, identity=m.identity,
+        mtls_mode=m.mtls_mode or PERMISSIVE,
     )
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Workload(_message.Message):
-    __slots__ = ("uid", "name", "namespace", "service_account", "node", "ip", "labels", "meshed")
+    __slots__ = ("uid", "name", "namespace", "service_account", "node", "ip", "labels", "meshed", "identity", "mtls_mode")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,8 @@ class Workload(_message.Message):
     IP_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MESHED_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    MTLS_MODE_FIELD_NUMBER: _ClassVar[int]
     uid: str
     name: str
     namespace: str
@@ -31,7 +33,9 @@ class Workload(_message.Message):
     ip: str
     labels: _containers.ScalarMap[str, str]
     meshed: bool
-    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., meshed: _Optional[bool] = ...) -> None: ...
+    identity: str
+    mtls_mode: str
+    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., meshed: _Optional[bool] = ..., identity: _Optional[str] = ..., mtls_mode: _Optional[str] = ...) -> None: ...
 
 class ServicePort(_message.Message):
     __slots__ = ("name", "port", "target_port")
@@ -68,7 +72,7 @@ class Node(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ip: _Optional[str] = ..., pod_cidr: _Optional[str] = ...) -> None: ...
 
 class ConfigUpdate(_message.Message):
-    __slots__ = ("version", "snapshot", "workloads", "removed_workloads", "services", "removed_services", "nodes", "removed_nodes")
+    __slots__ = ("version", "snapshot", "workloads", "removed_workloads", "services", "removed_services", "nodes", "removed_nodes", "trust_bundle_pem")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     WORKLOADS_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +81,7 @@ class ConfigUpdate(_message.Message):
     REMOVED_SERVICES_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
+    TRUST_BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
     version: int
     snapshot: bool
     workloads: _containers.RepeatedCompositeFieldContainer[Workload]
@@ -85,7 +90,8 @@ class ConfigUpdate(_message.Message):
     removed_services: _containers.RepeatedScalarFieldContainer[str]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     removed_nodes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., workloads: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., removed_workloads: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., removed_services: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., removed_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+    trust_bundle_pem: bytes
+    def __init__(self, version: _Optional[int] = ..., snapshot: _Optional[bool] = ..., workloads: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., removed_workloads: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ..., removed_services: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., removed_nodes: _Optional[_Iterable[str]] = ..., trust_bundle_pem: _Optional[bytes] = ...) -> None: ...
 
 class AgentHello(_message.Message):
     __slots__ = ("node", "agent_version", "last_version")
@@ -114,3 +120,17 @@ class AgentMessage(_message.Message):
     hello: AgentHello
     ack: Ack
     def __init__(self, hello: _Optional[_Union[AgentHello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class SignRequest(_message.Message):
+    __slots__ = ("workload_uid", "csr_pem")
+    WORKLOAD_UID_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    workload_uid: str
+    csr_pem: bytes
+    def __init__(self, workload_uid: _Optional[str] = ..., csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class SignResponse(_message.Message):
+    __slots__ = ("cert_chain_pem",)
+    CERT_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    cert_chain_pem: bytes
+    def __init__(self, cert_chain_pem: _Optional[bytes] = ...) -> None: ...

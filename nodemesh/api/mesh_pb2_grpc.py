@@ -25,6 +25,84 @@ if _version_not_supported:
     )
 
 
+class CertificateAuthorityStub:
+    """Workload certificates. The agent authenticates as its node; the controller signs only for
+    workloads it places on that node.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SignWorkload = channel.unary_unary(
+                '/nodemesh.v1.CertificateAuthority/SignWorkload',
+                request_serializer=nodemesh_dot_api_dot_mesh__pb2.SignRequest.SerializeToString,
+                response_deserializer=nodemesh_dot_api_dot_mesh__pb2.SignResponse.FromString,
+                _registered_method=True)
+
+
+class CertificateAuthorityServicer:
+    """Workload certificates. The agent authenticates as its node; the controller signs only for
+    workloads it places on that node.
+    """
+
+    def SignWorkload(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CertificateAuthorityServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SignWorkload': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignWorkload,
+                    request_deserializer=nodemesh_dot_api_dot_mesh__pb2.SignRequest.FromString,
+                    response_serializer=nodemesh_dot_api_dot_mesh__pb2.SignResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'nodemesh.v1.CertificateAuthority', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('nodemesh.v1.CertificateAuthority', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CertificateAuthority:
+    """Workload certificates. The agent authenticates as its node; the controller signs only for
+    workloads it places on that node.
+    """
+
+    @staticmethod
+    def SignWorkload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodemesh.v1.CertificateAuthority/SignWorkload',
+            nodemesh_dot_api_dot_mesh__pb2.SignRequest.SerializeToString,
+            nodemesh_dot_api_dot_mesh__pb2.SignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class MeshConfigStub:
     """Missing associated documentation comment in .proto file."""
 

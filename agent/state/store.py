@@ -24,11 +24,12 @@ class View:
 
     version: int
     model: MeshModel
+    trust_bundle: bytes = b""  # PEM roots workload certificates chain to
     by_ip: dict[str, Workload] = field(default_factory=dict)
     by_vip: dict[str, Service] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, version: int, model: MeshModel) -> "View":
+    def build(cls, version: int, model: MeshModel, trust_bundle: bytes = b"") -> "View":
         by_ip: dict[str, Workload] = {}
         for w in model.workloads.values():
             if not w.ip:
@@ -47,7 +48,7 @@ class View:
             if s.vip in by_ip:
                 raise Rejected(f"service {s.key} VIP {s.vip} is also the IP of pod {by_ip[s.vip].ref}")
             by_vip[s.vip] = s
-        return cls(version=version, model=model, by_ip=by_ip, by_vip=by_vip)
+        return cls(version=version, model=model, trust_bundle=trust_bundle, by_ip=by_ip, by_vip=by_vip)
 
     def endpoints(self, service: Service) -> list[Workload]:
         """The service's endpoints that this agent knows, in the controller's order."""
@@ -97,4 +98,5 @@ def apply_update(current: View | None, update: pb.ConfigUpdate) -> View:
         services[s.key] = s
     for m in update.nodes:
         nodes[m.name] = node_from_pb(m)
-    return View.build(update.version, MeshModel(workloads=workloads, services=services, nodes=nodes))
+    bundle = update.trust_bundle_pem or (current.trust_bundle if current and not update.snapshot else b"")
+    return View.build(update.version, MeshModel(workloads=workloads, services=services, nodes=nodes), bundle)

@@ -87,3 +87,14 @@ def test_no_route_for_a_missing_port_or_no_endpoints() -> None:
     empty = apply_update(view, pb.ConfigUpdate(version=4, services=[svc("catalog", "10.96.0.10", [])]))
     with pytest.raises(NoRoute, match="no endpoints"):
         Router().route(empty, "10.96.0.10", 80)
+
+
+def test_the_trust_bundle_comes_with_snapshots_and_survives_deltas_without_one() -> None:
+    first = snapshot()
+    first.trust_bundle_pem = b"ROOT-1"
+    view = apply_update(None, first)
+    assert view.trust_bundle == b"ROOT-1"
+    view = apply_update(view, pb.ConfigUpdate(version=4, removed_workloads=["a"]))
+    assert view.trust_bundle == b"ROOT-1"
+    view = apply_update(view, pb.ConfigUpdate(version=5, trust_bundle_pem=b"ROOT-1ROOT-2"))
+    assert view.trust_bundle == b"ROOT-1ROOT-2"

@@ -15,6 +15,7 @@ from nodemesh.model import Workload
 from nodemesh.netns import Netns
 
 OUTBOUND_PORT = 15001
+PLAINTEXT_PORT = 15006  # inbound plaintext, captured by bpf/inbound.c
 INBOUND_PORT = 15008
 LISTEN_BACKLOG = 4096
 

@@ -25,7 +25,9 @@ class Connection:
     original_dst: str  # what the client asked for, "ip:port"
     destination: str = ""  # workload "namespace/name" or address that was chosen
     upstream: str = ""  # "ip:port" actually connected to
-    via: str = ""  # "hop" (through the destination agent), "direct", "app"
+    via: str = ""  # "hop" (through the destination agent), "direct", "app", "plaintext" (captured)
+    # Istio's label: "mutual_tls", or "none" for plaintext from outside the mesh; "" not said
+    connection_security_policy: str = ""
     started: float = field(default_factory=time.time)
     down: Pipe | None = None
     up: Pipe | None = None
@@ -39,6 +41,7 @@ class Connection:
             "destination": self.destination,
             "upstream": self.upstream,
             "via": self.via,
+            "connection_security_policy": self.connection_security_policy,
             "age_seconds": round(time.time() - self.started, 3),
             "bytes_from_downstream": self.down.received if self.down else 0,
             "bytes_from_upstream": self.up.received if self.up else 0,

@@ -1,8 +1,9 @@
 """Enrollment: keep the set of enrolled pods equal to this node's meshed pods in the config.
 
-Enrolling a pod opens its listeners inside its namespace (outbound 15001, inbound 15008) and
-puts its namespace cookie in the programs' map; from then on its connections to mesh
-destinations are steered. A pod whose namespace does not exist yet (the runtime has not made
+Enrolling a pod opens its listeners inside its namespace (outbound 15001, plaintext 15006,
+inbound 15008) and puts its namespace cookie in the programs' map; from then on its
+connections to mesh destinations are steered, and plaintext arriving from outside the mesh
+is captured into 15006. A pod whose namespace does not exist yet (the runtime has not made
 it) stays pending and is retried. Unenrolling stops steering first, then closes the
 listeners; connections already relayed carry on.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
-from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PodNetns
+from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns
 from nodemesh.agent.proxy.inbound import InboundAccept
 from nodemesh.agent.proxy.outbound import OutboundAccept
+from nodemesh.agent.proxy.plaintext import PlaintextAccept
 from nodemesh.agent.proxy.proxy import NodeProxy
 from nodemesh.agent.state.store import View
 from nodemesh.model import Workload
+from nodemesh.netns import Netns
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,13 @@ class PodMap(Protocol):
     def unenroll(self, netns_cookie: int) -> None: ...
 
 
+class Capture(Protocol):
+    """Inbound plaintext capture (nodemesh.agent.ebpf.inbound.InboundCapture)."""
+
+    def attach(self, netns: Netns, pod_ip: str, listener: socket.socket) -> None: ...
+    def detach(self, pod_ip: str) -> None: ...
+
+
 @dataclass
 class Enrolled:
     pod: PodNetns
@@ -36,11 +47,14 @@ class Enrolled:
 
 
 class Enroller:
-    def __init__(self, node: str, netns_template: str, pod_map: PodMap, proxy: NodeProxy) -> None:
+    def __init__(self, node: str, netns_template: str, pod_map: PodMap, proxy: NodeProxy,
+                 capture: Capture | None = None) -> None:
+        """``capture`` None: plaintext from outside the mesh reaches pods' apps directly."""
         self.node = node
         self.netns_template = netns_template
         self.pod_map = pod_map
         self.proxy = proxy
+        self.capture = capture
         self.enrolled: dict[str, Enrolled] = {}
         self.pending: dict[str, str] = {}  # uid -> why it is not enrolled yet
 
@@ -74,8 +88,14 @@ class Enroller:
                 lambda: OutboundAccept(self.proxy, pod), sock=pod.listener(OUTBOUND_PORT)))
             servers.append(await loop.create_server(
                 lambda: InboundAccept(self.proxy, pod), sock=pod.listener(INBOUND_PORT)))
+            plaintext = pod.listener(PLAINTEXT_PORT)
+            servers.append(await loop.create_server(lambda: PlaintextAccept(self.proxy, pod), sock=plaintext))
+            if self.capture is not None:
+                self.capture.attach(pod.netns, w.ip, plaintext)
             self.pod_map.enroll(pod.cookie, w.ip, OUTBOUND_PORT)
         except OSError as e:
+            if self.capture is not None:
+                self.capture.detach(w.ip)
             for server in servers:
                 server.close()
             pod.close()
@@ -92,6 +112,8 @@ class Enroller:
 
     def _unenroll(self, uid: str) -> None:
         entry = self.enrolled.pop(uid)
+        if self.capture is not None:
+            self.capture.detach(entry.pod.workload.ip)
         self.pod_map.unenroll(entry.pod.cookie)
         for server in entry.servers:
             server.close()

@@ -1,0 +1,77 @@
+"""The plaintext listener (15006 in each meshed pod): connections from outside the mesh.
+
+bpf/inbound.c hands it TCP connections that arrive at the pod's IP from anywhere but the pod
+itself, on the app's ports. The accepted socket keeps the address the client asked for, so
+``getsockname()`` is the original destination. What happens next is the pod's mTLS mode:
+STRICT refuses at once (a reset, counted), PERMISSIVE (the default) connects to the app from
+inside the pod, as the 15008 listener does, and relays, marked as plaintext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nodemesh.agent.inpod.pod import PLAINTEXT_PORT, PodNetns
+from nodemesh.agent.proxy.conntrack import INBOUND, Connection
+from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.model import STRICT
+
+REFUSED_STRICT = "refused_plaintext"
+NOT_CAPTURED = "no_original_destination"
+
+
+def refusal(mtls_mode: str, local_port: int) -> tuple[str, str] | None:
+    """Why an accepted plaintext connection must be refused: (outcome name, explanation), or
+    None to deliver it.
+
+    A connection whose local port is 15006 itself was dialled there directly, not captured:
+    delivering it "to the app" would dial 15006 again.
+    """
+    if local_port == PLAINTEXT_PORT:
+        return NOT_CAPTURED, "dialled the plaintext listener directly: no original destination"
+    if mtls_mode == STRICT:
+        return REFUSED_STRICT, "plaintext refused: the pod's mTLS mode is STRICT"
+    return None
+
+
+class PlaintextAccept(Accepted):
+    """A captured plaintext connection, until it is refused or spliced to the app."""
+
+    __slots__ = ("proxy", "pod")
+
+    def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.pod = pod
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        workload = self.pod.workload  # kept current by the enroller: a mode change applies at once
+        conn = self.proxy.table.open(INBOUND, f"{peer[0]}:{peer[1]}", f"{local[0]}:{local[1]}")
+        conn.destination = workload.ref
+        conn.upstream = conn.original_dst
+        conn.via = "plaintext"
+        conn.connection_security_policy = "none"
+        refused = refusal(workload.mtls_mode, local[1])
+        if refused is not None:
+            self.proxy.fail(conn, self.transport, *refused)  # type: ignore[arg-type]
+            return
+        self.task = asyncio.get_running_loop().create_task(deliver(self, conn, local))
+
+
+async def deliver(accepted: PlaintextAccept, conn: Connection, original: tuple[str, int]) -> None:
+    """Connect to the app at the original destination from inside the pod, then relay.
+
+    The upstream leaves from the pod's own IP, which the capture program never takes back.
+    """
+    proxy, downstream = accepted.proxy, accepted.transport
+    try:
+        sock = await accepted.pod.connect(original[0], original[1], proxy.connect_timeout)
+        await proxy.splice(conn, accepted, sock)
+    except asyncio.CancelledError:
+        proxy.table.failed(conn, "downstream_closed")
+        raise
+    except OSError as e:  # TimeoutError included
+        proxy.fail(conn, downstream, "app_unavailable", e)  # type: ignore[arg-type]

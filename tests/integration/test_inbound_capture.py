@@ -1,0 +1,331 @@
+"""Inbound plaintext capture on the real kernel: the sk_lookup program, the 15006 listener, enrollment.
+
+Two namespaces joined by a veth: a meshed "pod" with an app on 8080, and a "client" outside
+the mesh. The pod is enrolled by the real ``Enroller`` with the real ``InboundCapture`` (and
+real steering programs on an empty cgroup made for the test). Whether a connection went
+through the 15006 listener is read from what the listener recorded (the connection table)
+and from the address the app saw: through the agent, the app sees the pod's own IP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import uvloop
+
+from nodemesh.agent.ebpf.inbound import InboundCapture
+from nodemesh.agent.ebpf.steering import Steering
+from nodemesh.agent.inpod.enroller import Enroller
+from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns
+from nodemesh.agent.proxy.conntrack import INBOUND
+from nodemesh.agent.proxy.plaintext import NOT_CAPTURED, REFUSED_STRICT
+from nodemesh.agent.proxy.proxy import NodeProxy
+from nodemesh.agent.state.store import View
+from nodemesh.cgroups import unified_root
+from nodemesh.model import PERMISSIVE, STRICT, MeshModel, Workload
+from nodemesh.netns import Netns
+
+pytestmark = pytest.mark.kernel
+
+POD_IP, CLIENT_IP = "10.203.0.2", "10.203.0.1"
+APP_PORT = 8080
+CLOSED_PORT = 8081  # nothing listens here
+
+
+@dataclasses.dataclass
+class Net:
+    pod_path: str
+    client_path: str
+    template: str  # the enroller's netns template; the pod is "ns/pod"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def net(kernel_prerequisites: None) -> Iterator[Net]:
+    """The two namespaces, made inside themselves only: the host's network is never touched."""
+    prefix = f"nmtest-inb{os.getpid()}"
+    pod, client = f"{prefix}-pod", f"{prefix}-client"
+    made: list[str] = []
+    try:
+        for name in (pod, client):
+            ip("netns", "add", name)
+            made.append(name)
+        ip("-n", pod, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", client)
+        for name, addr in ((pod, POD_IP), (client, CLIENT_IP)):
+            ip("-n", name, "addr", "add", f"{addr}/24", "dev", "eth0")
+            ip("-n", name, "link", "set", "eth0", "up")
+            ip("-n", name, "link", "set", "lo", "up")
+        yield Net(f"/run/netns/{pod}", f"/run/netns/{client}", f"/run/netns/{prefix}-{{name}}")
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def capture(kernel_prerequisites: None) -> Iterator[InboundCapture]:
+    c = InboundCapture()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def steering(kernel_prerequisites: None) -> Iterator[Steering]:
+    """Real steering programs on an empty cgroup of the test's own: the enroller needs its map."""
+    root = unified_root()
+    assert root is not None
+    cgroup = root / f"nmtest-inbound-{os.getpid()}"
+    cgroup.mkdir()
+    try:
+        s = Steering(cgroup)
+        try:
+            yield s
+        finally:
+            s.close()
+    finally:
+        cgroup.rmdir()
+
+
+def workload(mode: str = PERMISSIVE) -> Workload:
+    return Workload(uid="uid-pod", name="pod", namespace="ns", service_account="default", node="n1",
+                    ip=POD_IP, meshed=True, mtls_mode=mode)
+
+
+def view(*workloads: Workload) -> View:
+    return View.build(1, MeshModel(workloads={w.uid: w for w in workloads}, services={}, nodes={}))
+
+
+class App:
+    """The pod's application: answers each line with the address it saw the connection from."""
+
+    def __init__(self) -> None:
+        self.peers: list[str] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")[0]
+        self.peers.append(peer)
+        while line := await reader.readline():
+            writer.write(f"{peer} {line.decode()}".encode())
+            await writer.drain()
+        writer.close()
+
+
+class Scene:
+    """One event loop's worth of agent: the app, the proxy, the enroller, and clients."""
+
+    def __init__(self, net: Net, capture: InboundCapture, steering: Steering) -> None:
+        self.net = net
+        self.pod_netns = Netns(net.pod_path)
+        self.client_netns = Netns(net.client_path)
+        self.app = App()
+        self.view: View | None = None
+        self.proxy = NodeProxy(view=lambda: self.view, original_dst=steering.original_dst,
+                               hop=None, connect_timeout=2.0)  # type: ignore[arg-type]
+        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture)
+
+    async def start(self, mode: str = PERMISSIVE) -> None:
+        sock = self.pod_netns.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", APP_PORT))
+        self.server = await asyncio.start_server(self.app.handle, sock=sock)
+        await self.set_mode(mode)
+        assert self.enroller.pending == {}, self.enroller.pending
+
+    async def set_mode(self, mode: str) -> None:
+        self.view = view(workload(mode))
+        await self.enroller.reconcile(self.view)
+
+    def close(self) -> None:
+        self.enroller.close()
+        self.server.close()
+        self.pod_netns.close()
+        self.client_netns.close()
+
+    async def open(self, netns: Netns, host: str, port: int
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        sock = netns.socket()
+        sock.setblocking(False)
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), 2)
+        return await asyncio.open_connection(sock=sock)
+
+    async def ask(self, netns: Netns, host: str = POD_IP, port: int = APP_PORT) -> str:
+        """Send one line from a socket in ``netns``; the app's answer: the address it saw."""
+        reader, writer = await self.open(netns, host, port)
+        try:
+            writer.write(b"hello\n")
+            answer = await asyncio.wait_for(reader.readline(), 2)
+            assert answer.endswith(b" hello\n"), answer
+            return answer.split()[0].decode()
+        finally:
+            writer.close()
+
+    def outcomes(self) -> dict[tuple[str, str], int]:
+        return dict(self.proxy.table.totals)
+
+
+def run(net: Net, capture: InboundCapture, steering: Steering,
+        scenario: Callable[[Scene], Awaitable[None]], mode: str = PERMISSIVE) -> None:
+    async def main() -> None:
+        scene = Scene(net, capture, steering)
+        await scene.start(mode)
+        try:
+            await scenario(scene)
+        finally:
+            scene.close()
+        assert capture.attached() == []  # unenrolling detached it
+
+    uvloop.run(asyncio.wait_for(main(), 30))
+
+
+async def reset_by_peer(reader: asyncio.StreamReader) -> float:
+    """Seconds until the connection is reset (fails the test if it is not, within 2 s)."""
+    start = time.monotonic()
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(reader.read(100), 2)
+    return time.monotonic() - start
+
+
+def test_permissive_plaintext_reaches_the_app_through_the_plaintext_listener(
+        net: Net, capture: InboundCapture, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
+        client_port = writer.get_extra_info("sockname")[1]
+        writer.write(b"hello\n")
+        assert await asyncio.wait_for(reader.readline(), 2) == f"{POD_IP} hello\n".encode()
+        [conn] = scene.proxy.table.snapshot()["in_flight"]  # type: ignore[misc]
+        assert conn["direction"] == INBOUND and conn["via"] == "plaintext"
+        assert conn["connection_security_policy"] == "none"
+        assert conn["source"] == f"{CLIENT_IP}:{client_port}"
+        assert conn["original_dst"] == f"{POD_IP}:{APP_PORT}" and conn["destination"] == "ns/pod"
+        writer.close()
+        assert scene.app.peers == [POD_IP]  # the agent delivered it, from inside the pod
+        assert scene.outcomes() == {(INBOUND, "ok"): 1}
+
+        # the app not listening: the client is reset at once, as it would be without the mesh
+        reader, writer = await scene.open(scene.client_netns, POD_IP, CLOSED_PORT)
+        assert await reset_by_peer(reader) < 1
+        writer.close()
+        assert scene.outcomes()[(INBOUND, "app_unavailable")] == 1
+
+    run(net, capture, steering, scenario)
+
+
+def test_strict_refuses_plaintext_promptly_and_a_mode_change_applies_at_once(
+        net: Net, capture: InboundCapture, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        assert await scene.ask(scene.client_netns) == POD_IP  # PERMISSIVE first: through the agent
+        await scene.set_mode(STRICT)
+        reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
+        writer.write(b"hello\n")
+        assert await reset_by_peer(reader) < 1
+        writer.close()
+        assert scene.outcomes()[(INBOUND, REFUSED_STRICT)] == 1
+        assert scene.app.peers == [POD_IP]  # the refused one never reached the app
+        await scene.set_mode(PERMISSIVE)
+        assert await scene.ask(scene.client_netns) == POD_IP
+
+    run(net, capture, steering, scenario)
+
+
+def test_the_agents_and_the_pods_own_connections_are_not_captured(
+        net: Net, capture: InboundCapture, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        # the agent delivering to the app from inside the pod, as 15006 and 15008 do
+        pod = PodNetns(workload(STRICT), net.pod_path)
+        try:
+            sock = await pod.connect(POD_IP, APP_PORT, 2.0)
+        finally:
+            pod.close()
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"hello\n")
+        assert await asyncio.wait_for(reader.readline(), 2) == f"{POD_IP} hello\n".encode()
+        writer.close()
+        # the pod talking to itself, on its IP and on loopback
+        assert await scene.ask(scene.pod_netns, POD_IP) == POD_IP
+        assert await scene.ask(scene.pod_netns, "127.0.0.1") == "127.0.0.1"
+        assert scene.outcomes() == {}  # STRICT would have refused anything captured
+        assert len(scene.app.peers) == 3
+
+    run(net, capture, steering, scenario, mode=STRICT)
+
+
+def test_the_proxy_ports_are_not_captured(net: Net, capture: InboundCapture, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        for port in (OUTBOUND_PORT, INBOUND_PORT, PLAINTEXT_PORT):
+            reader, writer = await scene.open(scene.client_netns, POD_IP, port)
+            writer.write(b"hello\n")
+            writer.close()
+        await asyncio.sleep(0.2)  # let the listeners' protocols run
+        outcomes = scene.outcomes()
+        assert (INBOUND, REFUSED_STRICT) not in outcomes, outcomes
+        # 15001 and 15006 dialled directly find no original destination: each listener got its own
+        assert outcomes[("outbound", "no_original_destination")] == 1, outcomes
+        assert outcomes[(INBOUND, NOT_CAPTURED)] == 1, outcomes
+
+    run(net, capture, steering, scenario, mode=STRICT)
+
+
+def test_unenrolling_restores_direct_delivery(net: Net, capture: InboundCapture, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        assert await scene.ask(scene.client_netns) == POD_IP
+        await scene.enroller.reconcile(view())  # the pod leaves the mesh
+        assert capture.attached() == []
+        assert await scene.ask(scene.client_netns) == CLIENT_IP  # straight to the app
+        await scene.set_mode(PERMISSIVE)  # and back
+        assert await scene.ask(scene.client_netns) == POD_IP
+
+    run(net, capture, steering, scenario)
+
+
+AGENT = textwrap.dedent(f"""
+    import socket, sys, time
+    from nodemesh.agent.ebpf.inbound import InboundCapture
+    from nodemesh.netns import Netns
+    netns = Netns(sys.argv[1])
+    listener = netns.socket()
+    listener.bind(("{POD_IP}", {PLAINTEXT_PORT}))
+    listener.listen(16)
+    InboundCapture().attach(netns, "{POD_IP}", listener)
+    print("attached", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_an_agent_killed_by_sigkill_leaves_nothing_attached(
+        net: Net, capture: InboundCapture, steering: Steering) -> None:
+    """The link dies with the process: the pod's apps are reached directly again."""
+    agents: list[subprocess.Popen[str]] = []
+
+    async def scenario(scene: Scene) -> None:
+        scene.enroller.close()  # frees 15006 for another process, which captures from now on
+        agent = subprocess.Popen([sys.executable, "-c", AGENT, net.pod_path], stdout=subprocess.PIPE, text=True)
+        agents.append(agent)
+        assert agent.stdout is not None and agent.stdout.readline().strip() == "attached"
+        with pytest.raises(TimeoutError):  # its listener accepts; nobody answers
+            await scene.ask(scene.client_netns)
+        assert scene.app.peers == []
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+        assert await scene.ask(scene.client_netns) == CLIENT_IP
+
+    try:
+        run(net, capture, steering, scenario)
+    finally:
+        for agent in agents:
+            agent.kill()
+            agent.wait()

@@ -12,7 +12,18 @@ import uuid
 from nodemesh.controller.kube import objects as kube
 from nodemesh.controller.kube.objects import ConfigError, KubeObjects
 from nodemesh.controller.model.ipam import Ipam
-from nodemesh.model import MeshModel, Node, Service, ServicePort, Workload, frozen_labels
+from nodemesh.identity import DEFAULT_TRUST_DOMAIN, Identity
+from nodemesh.model import (
+    MTLS_MODE_LABEL,
+    PERMISSIVE,
+    STRICT,
+    MeshModel,
+    Node,
+    Service,
+    ServicePort,
+    Workload,
+    frozen_labels,
+)
 
 # uuid5 namespace for workloads without metadata.uid: the same pod name gives the same uid on
 # every start, so agents and certificates keep referring to the same workload.
@@ -27,9 +38,12 @@ def workload_uid(pod: kube.Pod) -> str:
     return pod.uid or str(uuid.uuid5(_UID_NAMESPACE, pod.ref))
 
 
-def build_model(objects: KubeObjects, ipam: Ipam) -> MeshModel:
-    """The model for ``objects``; assigns (and persists) addresses through ``ipam``."""
+def build_model(objects: KubeObjects, ipam: Ipam,
+                trust_domain: str = DEFAULT_TRUST_DOMAIN) -> MeshModel:
+    """The model for ``objects``; assigns (and persists) addresses through ``ipam``; workload
+    identities are SPIFFE ids in ``trust_domain``."""
     errors: list[str] = []
+    mtls_modes = {ns.name: _mtls_mode(ns, errors) for ns in objects.namespaces}
     uids = {pod.ref: workload_uid(pod) for pod in objects.pods}
     services = []
     for svc in objects.services:
@@ -47,7 +61,9 @@ def build_model(objects: KubeObjects, ipam: Ipam) -> MeshModel:
         Workload(uid=uids[pod.ref], name=pod.name, namespace=pod.namespace,
                  service_account=pod.service_account, node=pod.node_name,
                  ip=plan.pod_ip(pod.ref), labels=frozen_labels(pod.labels),
-                 meshed=pod.namespace in meshed)
+                 meshed=pod.namespace in meshed,
+                 identity=str(Identity(trust_domain, pod.namespace, pod.service_account)),
+                 mtls_mode=mtls_modes.get(pod.namespace, PERMISSIVE))
         for pod in objects.pods
     ]
     model_services = [
@@ -62,6 +78,18 @@ def build_model(objects: KubeObjects, ipam: Ipam) -> MeshModel:
         services={s.key: s for s in model_services},
         nodes={n.name: n for n in nodes},
     )
+
+
+def _mtls_mode(ns: kube.Namespace, errors: list[str]) -> str:
+    """The namespace's mTLS mode label, STRICT or PERMISSIVE in any case; PERMISSIVE when absent."""
+    value = ns.labels.get(MTLS_MODE_LABEL)
+    if value is None:
+        return PERMISSIVE
+    if value.upper() in (STRICT, PERMISSIVE):
+        return value.upper()
+    errors.append(f"Namespace {ns.name}: metadata.labels.{MTLS_MODE_LABEL}: {value!r} is not "
+                  f"{STRICT} or {PERMISSIVE}")
+    return PERMISSIVE
 
 
 def select_endpoints(svc: kube.Service, pods: tuple[kube.Pod, ...]) -> list[kube.Pod]:

@@ -18,16 +18,18 @@ from typing import Callable
 from nodemesh.controller.kube.objects import ConfigError, load_file
 from nodemesh.controller.model.build import build_model
 from nodemesh.controller.model.ipam import Ipam
+from nodemesh.identity import DEFAULT_TRUST_DOMAIN
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
 
-_Fingerprint = tuple[int, int, int, int] | None  # None: the file cannot be stat'ed
+Fingerprint = tuple[int, int, int, int] | None  # None: the file cannot be stat'ed
 
 
-def _fingerprint(path: Path) -> _Fingerprint:
+def fingerprint(path: Path) -> Fingerprint:
+    """What changes when a file is edited or replaced; None when it cannot be stat'ed."""
     try:
         st = os.stat(path)
     except OSError:
@@ -36,17 +38,19 @@ def _fingerprint(path: Path) -> _Fingerprint:
 
 
 class FileSource:
-    def __init__(self, path: Path, ipam: Ipam, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, path: Path, ipam: Ipam, poll_interval: float = POLL_INTERVAL,
+                 trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
         self.path = Path(path)
         self.ipam = ipam
+        self.trust_domain = trust_domain
         self.poll_interval = poll_interval
-        self._loaded: _Fingerprint = None
+        self._loaded: Fingerprint = None
 
     def load(self) -> MeshModel:
         """The model as the file is now; raises ConfigError (or OSError for the state dir)."""
-        fingerprint = _fingerprint(self.path)
-        model = build_model(load_file(self.path), self.ipam)
-        self._loaded = fingerprint
+        stamp = fingerprint(self.path)
+        model = build_model(load_file(self.path), self.ipam, self.trust_domain)
+        self._loaded = stamp
         return model
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
@@ -54,14 +58,14 @@ class FileSource:
         seen = self._loaded
         while True:
             await asyncio.sleep(self.poll_interval)
-            fingerprint = _fingerprint(self.path)
-            settled = fingerprint == seen
-            seen = fingerprint
-            if fingerprint == self._loaded or not settled:
+            stamp = fingerprint(self.path)
+            settled = stamp == seen
+            seen = stamp
+            if stamp == self._loaded or not settled:
                 continue
-            self._loaded = fingerprint
+            self._loaded = stamp
             try:
-                model = build_model(load_file(self.path), self.ipam)
+                model = build_model(load_file(self.path), self.ipam, self.trust_domain)
             except ConfigError as exc:
                 log.error("%s changed but cannot be used; keeping the last good model:", self.path)
                 for message in exc.errors:

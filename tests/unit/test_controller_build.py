@@ -9,7 +9,7 @@ import pytest
 from nodemesh.controller.kube.objects import ConfigError, parse_documents
 from nodemesh.controller.model.build import build_model
 from nodemesh.controller.model.ipam import Ipam
-from nodemesh.model import Node, ServicePort
+from nodemesh.model import PERMISSIVE, STRICT, Node, ServicePort
 
 CLUSTER = """
 apiVersion: v1
@@ -54,8 +54,8 @@ spec: {ports: [{port: 80}]}
 """
 
 
-def build(text: str, state_dir):
-    return build_model(parse_documents(text, "t"), Ipam(state_dir))
+def build(text: str, state_dir, **kwargs):
+    return build_model(parse_documents(text, "t"), Ipam(state_dir), **kwargs)
 
 
 def test_workloads_carry_identity_placement_and_mesh_membership(tmp_path):
@@ -135,3 +135,39 @@ def test_build_errors_and_address_errors_are_reported_together(tmp_path):
     with pytest.raises(ConfigError) as info:
         build(text, tmp_path)
     assert [e.split(":")[0] for e in info.value.errors] == ["Service legacy/n", "Pod legacy/x"]
+
+
+def test_identities_are_spiffe_ids_of_namespace_and_service_account(tmp_path):
+    by_ref = {w.ref: w for w in build(CLUSTER, tmp_path).workloads.values()}
+    assert by_ref["shop/web-a"].identity == "spiffe://cluster.local/ns/shop/sa/web"
+    assert by_ref["shop/web-b"].identity == "spiffe://cluster.local/ns/shop/sa/default"
+    assert by_ref["legacy/web-c"].identity == "spiffe://cluster.local/ns/legacy/sa/default"
+    other = build(CLUSTER, tmp_path / "td", trust_domain="corp.example")
+    assert {w.identity.split("/")[2] for w in other.workloads.values()} == {"corp.example"}
+
+
+def with_mode(mode: str) -> str:
+    return CLUSTER.replace("labels: {nodemesh.io/mesh: enabled}",
+                           f"labels: {{nodemesh.io/mesh: enabled, nodemesh.io/mtls-mode: {mode}}}")
+
+
+@pytest.mark.parametrize("label, expected", [("STRICT", STRICT), ("strict", STRICT),
+                                             ("Permissive", PERMISSIVE)])
+def test_mtls_mode_comes_from_the_namespace_label_in_any_case(tmp_path, label, expected):
+    by_ref = {w.ref: w for w in build(with_mode(label), tmp_path).workloads.values()}
+    assert by_ref["shop/web-a"].mtls_mode == by_ref["shop/web-b"].mtls_mode == expected
+    assert by_ref["legacy/web-c"].mtls_mode == PERMISSIVE  # no label: the default
+
+
+def test_pods_of_the_implicit_default_namespace_are_permissive(tmp_path):
+    text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: n1, containers: [{name: c}]}\n"
+    (a,) = build(text, tmp_path).workloads.values()
+    assert (a.mtls_mode, a.identity) == (PERMISSIVE, "spiffe://cluster.local/ns/default/sa/default")
+
+
+def test_an_unknown_mtls_mode_names_the_namespace_and_label(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        build(with_mode("strictest"), tmp_path)
+    assert info.value.errors == ["Namespace shop: metadata.labels.nodemesh.io/mtls-mode: 'strictest' "
+                                 "is not STRICT or PERMISSIVE"]
+    assert not (tmp_path / "ipam.json").exists()

@@ -21,9 +21,12 @@ log = logging.getLogger("nodemesh.agent")
 
 class Agent:
     def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str,
-                 admin_port: int, readiness_port: int, connect_timeout: float) -> None:
+                 admin_port: int, readiness_port: int, connect_timeout: float,
+                 controller_ca: bytes, token: str) -> None:
         self.node = node
         self.controller = controller
+        self.controller_ca = controller_ca
+        self.token = token
         self.cgroup = cgroup
         self.netns_template = netns_template
         self.admin_port = admin_port
@@ -54,7 +57,8 @@ class Agent:
         self.steering = Steering(self.cgroup)
         try:
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy)
-            self.config = ConfigClient(self.controller, self.node, self._apply, loop)
+            self.config = ConfigClient(self.controller, self.node, self._apply, loop,
+                                       self.controller_ca, self.token)
             for endpoint in endpoints:
                 endpoint.start()
             self.config.start()
@@ -140,6 +144,10 @@ def _service_json(s: object) -> dict[str, object]:
 @click.command()
 @click.option("--node", required=True, help="This node's name (pods' spec.nodeName).")
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
+@click.option("--controller-ca", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PEM root(s) the controller's TLS certificate chains to (its CA root).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="This node's join token, sent to the controller on every call.")
 @click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
 @click.option("--pod-netns-template", required=True,
@@ -148,16 +156,24 @@ def _service_json(s: object) -> dict[str, object]:
 @click.option("--readiness-port", default=15021, show_default=True)
 @click.option("--connect-timeout", default=5.0, show_default=True, help="Seconds to connect upstream.")
 @click.option("--log-level", default="info", show_default=True)
-def agent(node: str, controller: str, cgroup: Path, pod_netns_template: str, admin_port: int,
-          readiness_port: int, connect_timeout: float, log_level: str) -> None:
+def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
+          pod_netns_template: str, admin_port: int, readiness_port: int, connect_timeout: float,
+          log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
     import uvloop
 
     from nodemesh import logs
     from nodemesh.agent.ebpf.steering import SteeringError
+    from nodemesh.agent.xds.channel import CredentialsError, read_credentials
 
     logs.setup(log_level)
-    agent = Agent(node, controller, cgroup, pod_netns_template, admin_port, readiness_port, connect_timeout)
+    try:
+        root_pem, token = read_credentials(controller_ca, token_file)
+    except CredentialsError as e:
+        log.error("%s", e)
+        sys.exit(1)
+    agent = Agent(node, controller, cgroup, pod_netns_template, admin_port, readiness_port,
+                  connect_timeout, root_pem, token)
     try:
         uvloop.run(agent.run())
     except (SteeringError, OSError) as e:

@@ -1,12 +1,16 @@
-"""``nodemesh controller``: build the mesh model from a file and stream it to the agents."""
+"""``nodemesh controller``: build the mesh model from a file, stream it to the agents and be
+their certificate authority, over TLS, for agents that present a node token."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +19,9 @@ DEFAULT_LISTEN = "0.0.0.0:15012"
 EXIT_INVALID_CONFIG = 2
 
 log = logging.getLogger("nodemesh.controller")
+
+if TYPE_CHECKING:
+    from nodemesh.controller.ca.authority import Authority
 
 
 def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -27,33 +34,97 @@ def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+def _parse_lifetime(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
+    from nodemesh.controller.ca.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from nodemesh.identity import Identity, IdentityError
+
+    try:
+        Identity.parse(str(Identity(value, "ns", "sa")))  # the one spelling agents will parse
+    except IdentityError:
+        raise click.BadParameter(f"{value!r} is not a trust domain: lowercase letters, digits, "
+                                 "'.', '-' and '_' (e.g. cluster.local)") from None
+    return value
+
+
+@dataclass(frozen=True)
+class CaOptions:
+    """Where the CA comes from (see docs/ca.md)."""
+
+    cert: Path | None
+    key: Path | None
+    bundle: Path | None
+    extra_trust_bundle: Path | None
+    lifetime: dt.timedelta
+
+    def check(self) -> None:
+        """Usage errors: the user's CA needs its certificate, key and root bundle together."""
+        given = {"--ca-cert": self.cert, "--ca-key": self.key, "--ca-bundle": self.bundle}
+        if any(given.values()) and not all(given.values()):
+            missing = ", ".join(name for name, v in given.items() if v is None)
+            raise click.UsageError(f"a CA of your own needs --ca-cert, --ca-key and --ca-bundle "
+                                   f"together (missing: {missing}); or give none of them and the "
+                                   "controller makes its own root")
+
+
 @click.command()
 @click.option("--file", "path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Kubernetes YAML (Namespace, Pod, Service); reloaded when it changes.")
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               default=DEFAULT_STATE_DIR, show_default=True,
-              help="Where assigned addresses are kept across restarts (ipam.json).")
+              help="Where assigned addresses (ipam.json) and the CA root (ca/) are kept across restarts.")
 @click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True,
               callback=_check_listen,
-              help="HOST:PORT for the agents' gRPC config stream (port 0: any free port).")
+              help="HOST:PORT for the agents' gRPC API, TLS (port 0: any free port).")
+@click.option("--node-tokens", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help='JSON {"<node>": "<sha256 hex of its join token>"}: the agents allowed in; '
+                   "reloaded when it changes.")
+@click.option("--trust-domain", default="cluster.local", show_default=True,
+              callback=_check_trust_domain,
+              help="Trust domain of workload identities: spiffe://<it>/ns/<ns>/sa/<sa>.")
+@click.option("--cert-lifetime", default="24h", show_default=True, callback=_parse_lifetime,
+              help="Lifetime of workload certificates (e.g. 30s, 5m, 24h); agents renew at half.")
+@click.option("--ca-cert", type=click.Path(path_type=Path, dir_okay=False),
+              help="Your own CA certificate (an intermediate; PEM, it first, then any issuers) "
+                   "instead of a root the controller makes in --state-dir/ca.")
+@click.option("--ca-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="The key of --ca-cert (unencrypted PEM).")
+@click.option("--ca-bundle", type=click.Path(path_type=Path, dir_okay=False),
+              help="The root(s) above --ca-cert (PEM): the trust bundle agents get.")
+@click.option("--extra-trust-bundle", type=click.Path(path_type=Path, dir_okay=False),
+              help="More roots (PEM) to add to the trust bundle: how a root is rotated.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False),
               default="info", show_default=True)
-def controller(path: Path, state_dir: Path, listen: str, log_level: str) -> None:
-    """Build the mesh model from FILE and stream it to the node agents."""
+def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
+               cert_lifetime: dt.timedelta, ca_cert: Path | None, ca_key: Path | None,
+               ca_bundle: Path | None, extra_trust_bundle: Path | None, log_level: str) -> None:
+    """Build the mesh model from FILE, stream it to the node agents and sign their workloads'
+    certificates, over TLS, for agents with a node token."""
+    ca = CaOptions(ca_cert, ca_key, ca_bundle, extra_trust_bundle, cert_lifetime)
+    ca.check()
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nodemesh.controller.ca.store import CaError
+    from nodemesh.controller.ca.tokens import TokenFileError
     from nodemesh.controller.kube.objects import ConfigError
     from nodemesh.controller.xds.server import ListenError
 
     try:
-        asyncio.run(_run(path, state_dir, listen))
+        asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
     except ConfigError as exc:
         click.echo(f"nodemesh controller: cannot start, {len(exc.errors)} problem(s):", err=True)
         for message in exc.errors:
             click.echo(f"  {message}", err=True)
         sys.exit(EXIT_INVALID_CONFIG)
-    except ListenError as exc:
+    except (ListenError, CaError, TokenFileError) as exc:
         click.echo(f"nodemesh controller: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:
@@ -63,13 +134,27 @@ def controller(path: Path, state_dir: Path, listen: str, log_level: str) -> None
         sys.exit(1)
 
 
-async def _run(path: Path, state_dir: Path, listen: str) -> None:
+def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
+    from nodemesh.controller.ca import store
+
+    extra = store.read_certs(ca.extra_trust_bundle, "--extra-trust-bundle") if ca.extra_trust_bundle else []
+    if ca.cert and ca.key and ca.bundle:
+        return store.user_supplied(ca.cert, ca.key, ca.bundle, extra)
+    return store.self_signed(state_dir, extra)
+
+
+async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
+               ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
+    from nodemesh.controller.ca.tokens import NodeTokens
     from nodemesh.controller.model.ipam import Ipam
     from nodemesh.controller.sources.file import FileSource
     from nodemesh.controller.xds.server import serve
 
-    running = await serve(FileSource(path, Ipam(state_dir)), listen)
+    tokens = NodeTokens(node_tokens)
+    authority = _authority(state_dir, ca)
+    source = FileSource(path, Ipam(state_dir), trust_domain=trust_domain)
+    running = await serve(source, listen, authority, tokens, ca.lifetime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 import grpc
 
 from nodemesh import __version__
+from nodemesh.agent.xds.channel import secure_channel
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 
@@ -27,17 +28,20 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
-# A controller that vanishes without closing its connections is noticed within ~15 s.
-KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
 
 # Applies an update on the agent's loop; returns None if accepted, else the reason.
 ApplyUpdate = Callable[[pb.ConfigUpdate], Awaitable[str | None]]
 
 
 class ConfigClient:
-    def __init__(self, target: str, node: str, apply: ApplyUpdate, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, target: str, node: str, apply: ApplyUpdate, loop: asyncio.AbstractEventLoop,
+                 root_pem: bytes, token: str) -> None:
+        """``root_pem``: the CA root(s) the controller's certificate must chain to; ``token``:
+        this node's join token (see ``channel.secure_channel``)."""
         self.target = target
         self.node = node
+        self._root_pem = root_pem
+        self._token = token
         self._apply = apply
         self._loop = loop
         self._stopping = threading.Event()
@@ -78,7 +82,7 @@ class ConfigClient:
         outbox: queue.Queue[pb.AgentMessage | None] = queue.Queue()
         outbox.put(pb.AgentMessage(hello=pb.AgentHello(
             node=self.node, agent_version=__version__, last_version=self.applied_version)))
-        with grpc.insecure_channel(self.target, options=KEEPALIVE) as channel:
+        with secure_channel(self.target, self._root_pem, self._token) as channel:
             stub = mesh_pb2_grpc.MeshConfigStub(channel)
             self._call = stub.StreamConfig(iter(outbox.get, None))
             try:

@@ -1,13 +1,17 @@
-"""The gRPC side of the config stream: MeshConfig.StreamConfig on grpc.aio, and ``serve``.
+"""The controller's gRPC API on grpc.aio: MeshConfig.StreamConfig, the CA, and ``serve``.
 
 Each stream: the agent says hello with its node name, gets a snapshot of its node's view, then
 a delta for every model version that changes that view; meanwhile its acks are read on a task of
 their own and recorded in its AgentSession.
+
+There is no plaintext mode: the port always serves TLS (a certificate from the controller's CA)
+and every call must carry a node token (``auth``); a stream's hello must name the token's node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import logging
 import socket
@@ -18,13 +22,19 @@ import grpc
 
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
+from nodemesh.controller.ca.authority import Authority
+from nodemesh.controller.ca.service import CaServicer
+from nodemesh.controller.ca.tokens import NodeTokens
+from nodemesh.controller.xds.auth import authenticate
 from nodemesh.controller.xds.feed import ModelFeed
+from nodemesh.controller.xds.tls import server_credentials
 from nodemesh.controller.xds.session import AckResult, AgentSession
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 15012
+DEFAULT_CERT_LIFETIME = dt.timedelta(hours=24)
 STOP_GRACE_SECONDS = 2.0
 
 
@@ -72,26 +82,35 @@ def _check_bindable(host: str, port: int) -> None:
 
 
 class ConfigServicer(mesh_pb2_grpc.MeshConfigServicer):
-    def __init__(self, feed: ModelFeed) -> None:
+    def __init__(self, feed: ModelFeed, tokens: NodeTokens, trust_bundle: bytes) -> None:
         self.feed = feed
+        self.tokens = tokens
+        self.trust_bundle = trust_bundle
         self.sessions: set[AgentSession] = set()
 
     async def StreamConfig(self, request_iterator: AsyncIterator[pb.AgentMessage],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ConfigUpdate]:
+        node = await authenticate(context, self.tokens)
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("msg") != "hello" or not first.hello.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "open the stream with AgentHello{node: <this node's name>}")
-        session = AgentSession(node=first.hello.node, peer=context.peer())
+        if first.hello.node != node:
+            log.warning("refused a config stream from %s: hello for node %s with node %s's token",
+                        context.peer(), first.hello.node, node)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"this token belongs to node {node}, not to node {first.hello.node}: "
+                                "give each agent its own node's token")
+        session = AgentSession(node=node, peer=context.peer())
         self.sessions.add(session)
         log.info("agent connected: node %s from %s (agent version %r, last applied version %d)",
                  session.node, session.peer, first.hello.agent_version, first.hello.last_version)
         acks = asyncio.create_task(self._read_acks(session, request_iterator))
         try:
             current = self.feed.current
-            yield session.update_for(current.version, current.model)
+            yield session.update_for(current.version, current.model, self.trust_bundle)
             while (current := await self.feed.next_after(current.version)) is not None:
-                update = session.update_for(current.version, current.model)
+                update = session.update_for(current.version, current.model, self.trust_bundle)
                 if update is not None:
                     yield update
         finally:
@@ -143,8 +162,10 @@ class RunningServer:
         await self._server.stop(grace)
 
 
-async def serve(source: ModelSource, listen: str) -> RunningServer:
-    """Load the model, listen on ``listen`` (HOST:PORT) and stream to agents until ``stop()``.
+async def serve(source: ModelSource, listen: str, authority: Authority, tokens: NodeTokens,
+                cert_lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME) -> RunningServer:
+    """Load the model, listen on ``listen`` (HOST:PORT, TLS) and serve agents until ``stop()``:
+    config streams, and workload certificates from ``authority`` valid for ``cert_lifetime``.
 
     Raises ConfigError if the source's objects are unusable, ListenError if the address is not
     available.
@@ -154,10 +175,12 @@ async def serve(source: ModelSource, listen: str) -> RunningServer:
     _check_bindable(host, port)
     # No SO_REUSEPORT: a second controller on the same port must fail, not share the traffic.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    servicer = ConfigServicer(feed)
+    servicer = ConfigServicer(feed, tokens, authority.bundle_pem)
     mesh_pb2_grpc.add_MeshConfigServicer_to_server(servicer, server)
+    mesh_pb2_grpc.add_CertificateAuthorityServicer_to_server(
+        CaServicer(feed, authority, tokens, cert_lifetime), server)
     try:
-        bound = server.add_insecure_port(listen)
+        bound = server.add_secure_port(listen, server_credentials(authority, host))
     except RuntimeError as exc:
         raise ListenError(f"cannot listen on {listen}: {exc}") from None
     await server.start()

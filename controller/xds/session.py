@@ -37,18 +37,24 @@ class AgentSession:
     # What the agent was last sent; None means the next update must be a snapshot (first one,
     # or after a rejection, when what the agent holds is no longer known).
     _sent_view: MeshModel | None = field(default=None, repr=False)
+    _sent_bundle: bytes = field(default=b"", repr=False)
 
-    def update_for(self, version: int, model: MeshModel) -> pb.ConfigUpdate | None:
-        """The update that brings this agent to ``version``, or None if its view is unchanged."""
+    def update_for(self, version: int, model: MeshModel, trust_bundle: bytes) -> pb.ConfigUpdate | None:
+        """The update that brings this agent to ``version`` and ``trust_bundle`` (PEM roots), or
+        None if neither its view nor the bundle changed. Snapshots always carry the bundle;
+        deltas only when it changed."""
         view = node_view(model, self.node)
         if self._sent_view is None:
-            update = to_update(diff(MeshModel.empty(), view), version, snapshot=True)
+            update = to_update(diff(MeshModel.empty(), view), version, snapshot=True,
+                               trust_bundle=trust_bundle)
         else:
             delta = diff(self._sent_view, view)
-            if not delta:
+            new_bundle = trust_bundle if trust_bundle != self._sent_bundle else b""
+            if not delta and not new_bundle:
                 return None
-            update = to_update(delta, version, snapshot=False)
+            update = to_update(delta, version, snapshot=False, trust_bundle=new_bundle)
         self._sent_view = view
+        self._sent_bundle = trust_bundle
         self.sent_version = version
         return update
 

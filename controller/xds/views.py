@@ -59,10 +59,12 @@ def diff(old: MeshModel, new: MeshModel) -> Delta:
     return Delta(workloads, removed_workloads, services, removed_services, nodes, removed_nodes)
 
 
-def to_update(delta: Delta, version: int, snapshot: bool) -> pb.ConfigUpdate:
+def to_update(delta: Delta, version: int, snapshot: bool, trust_bundle: bytes = b"") -> pb.ConfigUpdate:
+    """``trust_bundle`` empty: unchanged (in a delta), so a snapshot must always carry it."""
     return pb.ConfigUpdate(
         version=version,
         snapshot=snapshot,
+        trust_bundle_pem=trust_bundle,
         workloads=[workload_to_pb(w) for w in delta.workloads],
         removed_workloads=delta.removed_workloads,
         services=[service_to_pb(s) for s in delta.services],

@@ -1,4 +1,5 @@
-"""``nodemesh controller`` as users run it: clear refusals, and a clean stop on SIGTERM."""
+"""``nodemesh controller`` as users run it: clear refusals (config, state dir, port, tokens, CA
+options), and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ import grpc
 
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
+from nodemesh.controller.ca.store import root_path
 from nodemesh.tools.sim.cluster import nodemesh_argv
 
+from controller_access import auth, write_node_tokens
+
 GOOD = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: n1, containers: [{name: c}]}\n"
+
+
+def tokens_flag(tmp_path) -> list[str]:
+    return ["--node-tokens", str(write_node_tokens(tmp_path / "tokens.json"))]
 
 
 def test_a_bad_file_exits_2_listing_every_problem(cli, tmp_path):
@@ -23,7 +31,7 @@ def test_a_bad_file_exits_2_listing_every_problem(cli, tmp_path):
                    "spec: {containers: [{name: c}]}\n---\n"
                    "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 99999}]}\n")
     result = cli("controller", "--file", str(bad), "--state-dir", str(tmp_path / "state"),
-                 "--listen", "127.0.0.1:0")
+                 "--listen", "127.0.0.1:0", *tokens_flag(tmp_path))
     assert result.returncode == 2, result.stderr
     assert "cannot start, 3 problem(s):" in result.stderr
     assert "  Pod demo/client: spec.nodeName: required" in result.stderr
@@ -33,7 +41,7 @@ def test_a_bad_file_exits_2_listing_every_problem(cli, tmp_path):
 
 def test_a_missing_file_exits_2(cli, tmp_path):
     result = cli("controller", "--file", str(tmp_path / "nope.yaml"), "--state-dir", str(tmp_path),
-                 "--listen", "127.0.0.1:0")
+                 "--listen", "127.0.0.1:0", *tokens_flag(tmp_path))
     assert result.returncode == 2
     assert f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory" in result.stderr
 
@@ -41,7 +49,7 @@ def test_a_missing_file_exits_2(cli, tmp_path):
 def test_an_unusable_state_dir_says_so(cli, tmp_path):
     (tmp_path / "c.yaml").write_text(GOOD)
     result = cli("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir",
-                 str(tmp_path / "c.yaml" / "state"), "--listen", "127.0.0.1:0")
+                 str(tmp_path / "c.yaml" / "state"), "--listen", "127.0.0.1:0", *tokens_flag(tmp_path))
     assert result.returncode == 1
     assert "cannot use the state directory:" in result.stderr
     assert "Not a directory; choose a writable --state-dir" in result.stderr
@@ -54,7 +62,7 @@ def test_a_port_in_use_is_named_with_what_to_do(cli, tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         result = cli("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path),
-                     "--listen", f"127.0.0.1:{port}")
+                     "--listen", f"127.0.0.1:{port}", *tokens_flag(tmp_path))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "--listen HOST:PORT" in result.stderr
@@ -64,7 +72,7 @@ def test_sigterm_closes_streams_and_exits_0(tmp_path):
     (tmp_path / "c.yaml").write_text(GOOD)
     proc = subprocess.Popen(
         nodemesh_argv("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir",
-                      str(tmp_path / "state"), "--listen", "127.0.0.1:0"),
+                      str(tmp_path / "state"), "--listen", "127.0.0.1:0", *tokens_flag(tmp_path)),
         stderr=subprocess.PIPE, text=True)
     try:
         port = None
@@ -76,8 +84,10 @@ def test_sigterm_closes_streams_and_exits_0(tmp_path):
         assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO ", line)  # timestamped
 
         async def stream_until_sigterm() -> grpc.StatusCode:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                call = MeshConfigStub(channel).StreamConfig()
+            root = root_path(tmp_path / "state").read_bytes()
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}",
+                                               grpc.ssl_channel_credentials(root)) as channel:
+                call = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
                 await call.write(pb.AgentMessage(hello=pb.AgentHello(node="n1")))
                 assert (await call.read()).snapshot
                 proc.send_signal(signal.SIGTERM)
@@ -94,3 +104,36 @@ def test_sigterm_closes_streams_and_exits_0(tmp_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_unusable_tokens_files_are_named_with_what_they_should_hold(cli, tmp_path):
+    (tmp_path / "c.yaml").write_text(GOOD)
+    base = ["controller", "--file", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path / "s"),
+            "--listen", "127.0.0.1:0", "--node-tokens"]
+    missing = cli(*base, str(tmp_path / "none.json"))
+    assert missing.returncode == 1
+    assert f"--node-tokens {tmp_path / 'none.json'}: cannot read: No such file" in missing.stderr
+    (tmp_path / "plain.json").write_text('{"n1": "the-token-itself"}')
+    plain = cli(*base, str(tmp_path / "plain.json"))
+    assert plain.returncode == 1
+    assert "node 'n1': 'the-token-itself' is not a SHA-256 hex digest" in plain.stderr
+    assert "sha256sum" in plain.stderr
+    without = cli(*base[:-1])
+    assert without.returncode == 2 and "--node-tokens" in without.stderr
+
+
+def test_ca_options_are_checked_before_anything_starts(cli, tmp_path):
+    (tmp_path / "c.yaml").write_text(GOOD)
+    base = ["controller", "--file", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path / "s"),
+            "--listen", "127.0.0.1:0", *tokens_flag(tmp_path)]
+    half = cli(*base, "--ca-cert", str(tmp_path / "ca.pem"))
+    assert half.returncode == 2
+    assert "needs --ca-cert, --ca-key and --ca-bundle together (missing: --ca-key, --ca-bundle)" in half.stderr
+    lifetime = cli(*base, "--cert-lifetime", "24")
+    assert lifetime.returncode == 2 and "'24' is not a duration" in lifetime.stderr
+    domain = cli(*base, "--trust-domain", "Cluster/Local")
+    assert domain.returncode == 2 and "'Cluster/Local' is not a trust domain" in domain.stderr
+    (tmp_path / "junk.pem").write_text("junk")
+    extra = cli(*base, "--extra-trust-bundle", str(tmp_path / "junk.pem"))
+    assert extra.returncode == 1
+    assert f"--extra-trust-bundle {tmp_path / 'junk.pem'}: not a PEM file of certificates" in extra.stderr

@@ -1,4 +1,5 @@
-"""The config stream over real gRPC on 127.0.0.1: snapshot, deltas on edits, acks and nacks."""
+"""The config stream over real gRPC (TLS, node tokens) on 127.0.0.1: snapshot, deltas on edits,
+acks and nacks; who may open a stream."""
 
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
 from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
-from nodemesh.controller.xds.server import ListenError, RunningServer, parse_listen, serve
+from nodemesh.controller.ca.store import self_signed
+from nodemesh.controller.ca.tokens import NodeTokens
+from nodemesh.controller.xds.server import ListenError, parse_listen, serve
 from nodemesh.controller.xds.session import Rejection
+from nodemesh.identity import Identity
+
+from controller_access import auth, start_controller, write_node_tokens
 
 NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}\n---\n"
 
@@ -38,13 +44,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def start(tmp_path: Path, text: str) -> tuple[RunningServer, Path]:
-    path = tmp_path / "cluster.yaml"
-    path.write_text(text)
-    running = await serve(FileSource(path, Ipam(tmp_path / "state"), poll_interval=0.05), "127.0.0.1:0")
-    return running, path
-
-
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), timeout=15))
 
@@ -59,14 +58,18 @@ def ack(version: int, accepted: bool = True, reason: str = "") -> pb.AgentMessag
 
 def test_snapshot_then_delta_on_edit_with_acks_and_nacks_recorded(tmp_path, caplog):
     async def scenario() -> None:
-        running, path = await start(tmp_path, NAMESPACE + pod("a", "n1") + pod("b", "n2") + SERVICE)
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1") + pod("b", "n2") + SERVICE)
+        running, path = controller.running, controller.cluster
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                call = MeshConfigStub(channel).StreamConfig()
+            async with controller.channel() as channel:
+                call = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
                 await call.write(hello("n1"))
                 snapshot = await call.read()
                 assert (snapshot.version, snapshot.snapshot) == (1, True)
+                assert snapshot.trust_bundle_pem == controller.root_pem
                 assert sorted(w.name for w in snapshot.workloads) == ["a", "b"]
+                assert {w.identity for w in snapshot.workloads} == {
+                    str(Identity("cluster.local", "shop", "default"))}
                 assert [s.name for s in snapshot.services] == ["web"]
                 assert sorted(n.name for n in snapshot.nodes) == ["n1", "n2"]
 
@@ -78,6 +81,7 @@ def test_snapshot_then_delta_on_edit_with_acks_and_nacks_recorded(tmp_path, capl
                 assert (delta.version, delta.snapshot) == (2, False)
                 assert [w.name for w in delta.workloads] == ["c"]
                 assert len(delta.removed_workloads) == 1  # b
+                assert delta.trust_bundle_pem == b""  # unchanged
                 assert [s.name for s in delta.services] == ["web"]  # its endpoints changed
                 assert not delta.nodes and not delta.removed_nodes
 
@@ -105,10 +109,11 @@ def test_changes_outside_a_nodes_view_are_not_sent_and_versions_still_rise(tmp_p
 
     async def scenario() -> None:
         plain = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {nodeName: n2, containers: [{name: c}]}\n---\n"
-        running, path = await start(tmp_path, NAMESPACE + pod("a", "n1") + plain)
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1") + plain)
+        running, path = controller.running, controller.cluster
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                call = MeshConfigStub(channel).StreamConfig()
+            async with controller.channel() as channel:
+                call = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
                 await call.write(hello("n1"))
                 snapshot = await call.read()
                 assert [w.name for w in snapshot.workloads] == ["a"]
@@ -125,12 +130,13 @@ def test_changes_outside_a_nodes_view_are_not_sent_and_versions_still_rise(tmp_p
 
 def test_stop_ends_streams_cleanly_and_disconnects_are_noticed(tmp_path):
     async def scenario() -> None:
-        running, _ = await start(tmp_path, NAMESPACE + pod("a", "n1"))
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            leaving = MeshConfigStub(channel).StreamConfig()
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1"))
+        running = controller.running
+        async with controller.channel() as channel:
+            leaving = MeshConfigStub(channel).StreamConfig(metadata=auth("n2"))
             await leaving.write(hello("n2"))
             await leaving.read()
-            staying = MeshConfigStub(channel).StreamConfig()
+            staying = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
             await staying.write(hello("n1"))
             await staying.read()
             await eventually(lambda: len(running.agents()) == 2)
@@ -145,10 +151,11 @@ def test_stop_ends_streams_cleanly_and_disconnects_are_noticed(tmp_path):
 
 def test_a_stream_must_start_with_hello(tmp_path):
     async def scenario() -> None:
-        running, _ = await start(tmp_path, NAMESPACE + pod("a", "n1"))
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1"))
+        running = controller.running
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                call = MeshConfigStub(channel).StreamConfig()
+            async with controller.channel() as channel:
+                call = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
                 await call.write(ack(1))
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await call.read()
@@ -156,6 +163,58 @@ def test_a_stream_must_start_with_hello(tmp_path):
                 assert "AgentHello" in info.value.details()
         finally:
             await running.stop()
+
+    run(scenario)
+
+
+async def stream_error(channel: grpc.aio.Channel, metadata, node: str = "n1") -> grpc.aio.AioRpcError:
+    call = MeshConfigStub(channel).StreamConfig(metadata=metadata)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call.write(hello(node))  # fails here when there is no connection at all
+        await call.read()
+    return info.value
+
+
+def test_a_stream_needs_a_known_token_of_the_node_it_says_hello_for(tmp_path, caplog):
+    async def scenario() -> None:
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1"))
+        try:
+            async with controller.channel() as channel:
+                missing = await stream_error(channel, ())
+                assert missing.code() is grpc.StatusCode.UNAUTHENTICATED
+                assert "authorization: Bearer <token>" in missing.details()
+                assert "--token-file" in missing.details()
+                unknown = await stream_error(channel, (("authorization", "Bearer guessed"),))
+                assert unknown.code() is grpc.StatusCode.UNAUTHENTICATED
+                assert "not valid" in unknown.details()
+                other = await stream_error(channel, auth("n2"), node="n1")
+                assert other.code() is grpc.StatusCode.PERMISSION_DENIED
+                assert other.details().startswith("this token belongs to node n2, not to node n1")
+                assert controller.running.agents() == []
+        finally:
+            await controller.running.stop()
+
+    with caplog.at_level(logging.WARNING, logger="nodemesh.controller"):
+        run(scenario)
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(refusals) == 3 and all(m.startswith("refused") for m in refusals), refusals
+
+
+def test_the_port_is_tls_only_and_verifiable_with_the_ca_root_alone(tmp_path):
+    async def scenario() -> None:
+        controller = await start_controller(tmp_path, NAMESPACE + pod("a", "n1"))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{controller.running.port}") as plain:
+                error = await stream_error(plain, auth("n1"))
+                assert error.code() is grpc.StatusCode.UNAVAILABLE
+            other_root = self_signed(tmp_path / "other").bundle_pem
+            untrusted = grpc.aio.secure_channel(f"127.0.0.1:{controller.running.port}",
+                                                grpc.ssl_channel_credentials(other_root))
+            async with untrusted:
+                error = await stream_error(untrusted, auth("n1"))
+                assert error.code() is grpc.StatusCode.UNAVAILABLE
+        finally:
+            await controller.running.stop()
 
     run(scenario)
 
@@ -170,7 +229,8 @@ def test_a_port_in_use_is_named(tmp_path):
             path.write_text(pod("a", "n1").replace("namespace: shop", "namespace: default"))
             with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: Address "
                                                   f"already in use; another process holds port {port}"):
-                await serve(FileSource(path, Ipam(tmp_path)), f"127.0.0.1:{port}")
+                await serve(FileSource(path, Ipam(tmp_path)), f"127.0.0.1:{port}",
+                            self_signed(tmp_path), NodeTokens(write_node_tokens(tmp_path / "t.json")))
 
     run(scenario)
 

@@ -62,31 +62,47 @@ def test_update_message_carries_the_delta():
     assert [n.name for n in update.nodes] == ["n1", "n2"]
 
 
+BUNDLE = b"-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
+
+
 def test_session_sends_snapshot_then_deltas_of_its_own_view_only():
     session = AgentSession(node="n1", peer="p")
-    first = session.update_for(1, MODEL)
+    first = session.update_for(1, MODEL, BUNDLE)
     assert first.snapshot and first.version == 1 and len(first.workloads) == 3
+    assert first.trust_bundle_pem == BUNDLE
     # a change to a pod n1 does not see: nothing to send
     hidden = MeshModel(workloads={**MODEL.workloads, "remote": replace(REMOTE_PLAIN, ip="10.10.2.99")},
                        services=MODEL.services, nodes=NODES)
-    assert session.update_for(2, hidden) is None
+    assert session.update_for(2, hidden, BUNDLE) is None
     # a change it does see: a delta with just that, at the new version
     seen = MeshModel(workloads={**hidden.workloads, "local": replace(LOCAL_PLAIN, labels={"a": "b"})},
                      services=MODEL.services, nodes=NODES)
-    delta = session.update_for(3, seen)
+    delta = session.update_for(3, seen, BUNDLE)
     assert (delta.version, delta.snapshot) == (3, False)
     assert [w.uid for w in delta.workloads] == ["local"] and not delta.removed_workloads
+    assert delta.trust_bundle_pem == b""  # unchanged
     assert session.sent_version == 3
 
 
 def test_session_records_acks_and_resyncs_with_a_snapshot_after_a_rejection():
     session = AgentSession(node="n1", peer="p")
-    session.update_for(1, MODEL)
+    session.update_for(1, MODEL, BUNDLE)
     assert session.on_ack(pb.Ack(version=1, accepted=True)) is AckResult.ACCEPTED
     assert session.on_ack(pb.Ack(version=5, accepted=True)) is AckResult.UNKNOWN_VERSION
     assert session.acked_version == 1
     assert session.on_ack(pb.Ack(version=1, accepted=False, reason="bad")) is AckResult.REJECTED
     assert session.last_rejection == Rejection(1, "bad")
     changed = MeshModel(workloads={"local": LOCAL_PLAIN}, services={}, nodes=NODES)
-    update = session.update_for(2, changed)
+    update = session.update_for(2, changed, BUNDLE)
     assert update.snapshot and [w.uid for w in update.workloads] == ["local"]
+    assert update.trust_bundle_pem == BUNDLE  # a snapshot always carries it
+
+
+def test_a_changed_trust_bundle_goes_out_in_a_delta_even_when_the_view_did_not_change():
+    session = AgentSession(node="n1", peer="p")
+    session.update_for(1, MODEL, BUNDLE)
+    rotated = BUNDLE + b"-----BEGIN CERTIFICATE-----\nnew root\n-----END CERTIFICATE-----\n"
+    update = session.update_for(2, MODEL, rotated)
+    assert (update.version, update.snapshot, update.trust_bundle_pem) == (2, False, rotated)
+    assert not update.workloads and not update.removed_workloads
+    assert session.update_for(3, MODEL, rotated) is None

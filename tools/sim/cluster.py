@@ -1,8 +1,8 @@
 """Bringing a simulated cluster up, and acting on its components afterwards.
 
-``up`` goes in steps, recording each in state.json before taking it: the topology (namespaces,
-links, cgroups), the controller (waited for until its port answers), one agent per node
-(waited for until ready), then the pods' containers. Pods start last, like on a node whose
+``up`` goes in steps, recording each in state.json before taking it: a join token per node, the
+topology (namespaces, links, cgroups), the controller (waited for until its port answers), one
+agent per node (waited for until ready), then the pods' containers. Pods start last, like on a node whose
 CNI plugin waits for the mesh agent: their first connection is already in the mesh. Anything
 failing, Ctrl-C included, tears down what was made before the error is shown.
 """
@@ -39,6 +39,7 @@ from nodemesh.tools.sim.state import (
     load,
     pod_component,
 )
+from nodemesh.tools.sim.tokens import write_tokens
 
 READY_TIMEOUT = 30.0
 
@@ -49,14 +50,21 @@ def nodemesh_argv(*args: str) -> list[str]:
 
 
 def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
-    """The state of a sim about to be made from ``plan``: names, addresses and argv, no pids yet."""
+    """The state of a sim about to be made from ``plan``: names, addresses and argv, no pids yet.
+
+    Agents verify the controller with the CA root it makes in its state directory on first
+    start, which is before any agent starts.
+    """
+    from nodemesh.controller.ca.store import root_path
+
     state = SimState(sim=names.sim, file=str(file.resolve()),
                      controller={"address": f"{CONTROLLER_IP}:{CONTROLLER_PORT}",
                                  "netns": names.controller_netns})
     state.processes[CONTROLLER] = ProcessRecord(
         argv=nodemesh_argv("controller", "--file", state.file,
                            "--state-dir", str(names.controller_state_dir),
-                           "--listen", state.controller["address"]),
+                           "--listen", state.controller["address"],
+                           "--node-tokens", str(names.node_tokens)),
         env=process_env({}), netns=names.netns_path(names.controller_netns),
         cgroup=str(names.controller_cgroup), log=str(names.component_log(CONTROLLER)),
         ready={"tcp": {"host": CONTROLLER_IP, "port": CONTROLLER_PORT}})
@@ -68,6 +76,8 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
         state.processes[component] = ProcessRecord(
             argv=nodemesh_argv("agent", "--node", node.name,
                                "--controller", state.controller["address"],
+                               "--controller-ca", str(root_path(names.controller_state_dir)),
+                               "--token-file", str(names.node_token(node.name)),
                                "--cgroup", str(names.node_cgroup(node.name)),
                                "--pod-netns-template", names.pod_netns_template),
             env=process_env({}), netns=names.netns_path(netns),
@@ -135,6 +145,7 @@ def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
     names.logs_dir.mkdir(parents=True)
     try:
         plan = plan_from_file(file, names.controller_state_dir)
+        write_tokens(names, [node.name for node in plan.nodes])
         state = lay_out(plan, names, file)
         say(f"topology: {len(plan.nodes)} nodes, {len(plan.pods)} pods")
         start_components(state, names, [CONTROLLER])

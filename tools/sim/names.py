@@ -82,6 +82,19 @@ class SimNames:
     def controller_state_dir(self) -> Path:
         return self.run_dir / "controller"
 
+    @property
+    def tokens_dir(self) -> Path:
+        """Node join tokens: one file per node for its agent, and their hashes for the controller."""
+        return self.run_dir / "tokens"
+
+    def node_token(self, node: str) -> Path:
+        return self.tokens_dir / f"{node}.token"
+
+    @property
+    def node_tokens(self) -> Path:
+        """The controller's --node-tokens file."""
+        return self.tokens_dir / "node-tokens.json"
+
     def pod_log(self, namespace: str, pod: str, container: str) -> Path:
         return self.logs_dir / "pods" / f"{namespace}.{pod}.{container}.log"
 

@@ -1,0 +1,48 @@
+"""The agent's one way to reach the controller: TLS to a known CA, and the node's token on every call.
+
+Both the config subscription and certificate signing use it, so that neither can be opened
+without authentication by mistake. The controller's certificate is checked against
+``--controller-ca`` (the controller's CA root, or several roots while one rotates), and its
+name against the address dialled, as any TLS client does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+# A controller that vanishes without closing its connections is noticed within ~15 s.
+KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+
+
+def secure_channel(target: str, root_pem: bytes, token: str) -> grpc.Channel:
+    """A synchronous channel to ``target`` (HOST:PORT) sending ``authorization: Bearer <token>``."""
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=root_pem),
+        grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(target, credentials, options=KEEPALIVE)
+
+
+class CredentialsError(Exception):
+    """The agent's controller credentials cannot be used; the message names the file."""
+
+
+def read_credentials(controller_ca: Path, token_file: Path) -> tuple[bytes, str]:
+    """(root PEM, token) from the agent's --controller-ca and --token-file, checked now: a bad
+    file is a clear error at start rather than a TLS or auth failure on every reconnect."""
+    from cryptography import x509
+
+    try:
+        root_pem = controller_ca.read_bytes()
+        token = token_file.read_text().strip()
+    except OSError as exc:
+        raise CredentialsError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+    try:
+        x509.load_pem_x509_certificates(root_pem)
+    except ValueError:
+        raise CredentialsError(f"--controller-ca {controller_ca}: no PEM certificate in it; give "
+                               "the controller's CA root (<controller state dir>/ca/root.pem)") from None
+    if not token:
+        raise CredentialsError(f"--token-file {token_file}: empty; it must hold this node's join token")
+    return root_pem, token

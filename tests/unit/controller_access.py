@@ -1,0 +1,53 @@
+"""A controller on 127.0.0.1 for tests, reached as agents reach it: TLS to its CA, a token per node."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from nodemesh.controller.ca.store import root_path, self_signed
+from nodemesh.controller.ca.tokens import NodeTokens, token_hash
+from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.sources.file import FileSource
+from nodemesh.controller.xds.server import DEFAULT_CERT_LIFETIME, RunningServer, serve
+
+TOKENS = {"n1": "token-of-n1", "n2": "token-of-n2"}
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def write_node_tokens(path: Path, tokens: dict[str, str] = TOKENS) -> Path:
+    path.write_text(json.dumps({node: token_hash(token) for node, token in tokens.items()}))
+    return path
+
+
+def auth(node: str) -> Metadata:
+    """The call metadata of node ``node``'s agent."""
+    return (("authorization", f"Bearer {TOKENS[node]}"),)
+
+
+@dataclass
+class ControllerUnderTest:
+    running: RunningServer
+    cluster: Path  # the YAML the controller watches
+    root_pem: bytes
+
+    def channel(self) -> grpc.aio.Channel:
+        """TLS to the controller, verified against its CA root; no token (calls add theirs)."""
+        return grpc.aio.secure_channel(f"127.0.0.1:{self.running.port}",
+                                       grpc.ssl_channel_credentials(self.root_pem))
+
+
+async def start_controller(tmp_path: Path, text: str,
+                           lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME) -> ControllerUnderTest:
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(text)
+    state = tmp_path / "state"
+    running = await serve(FileSource(cluster, Ipam(state), poll_interval=0.05), "127.0.0.1:0",
+                          self_signed(state), NodeTokens(write_node_tokens(tmp_path / "tokens.json")),
+                          lifetime)
+    return ControllerUnderTest(running, cluster, root_path(state).read_bytes())

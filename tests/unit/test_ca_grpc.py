@@ -1,0 +1,167 @@
+"""The agent's side of the controller API over real gRPC on 127.0.0.1: the authenticated channel,
+certificate signing (own node yes, other node no, bad token no, controller away) and the config
+subscription, with the agent's own clients."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_pem_x509_certificate
+
+from nodemesh.agent.identity.ca_client import CaClient, CaUnavailable, SignRefused
+from nodemesh.agent.xds.channel import CredentialsError, read_credentials, secure_channel
+from nodemesh.agent.xds.client import ConfigClient
+from nodemesh.api import mesh_pb2 as pb
+from nodemesh.controller.ca.store import self_signed
+from nodemesh.identity import Identity, certificate_request, identity_of, new_key
+from nodemesh.model import Workload
+
+from ca_material import split_chain, verified_path
+from controller_access import TOKENS, ControllerUnderTest, start_controller
+
+CLUSTER = (
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}\n---\n"
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\n"
+    "spec: {nodeName: n1, serviceAccountName: web, containers: [{name: c}]}\n---\n"
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop}\n"
+    "spec: {nodeName: n2, serviceAccountName: db, containers: [{name: c}]}\n"
+)
+
+
+def run(test, tmp_path: Path, lifetime: dt.timedelta = dt.timedelta(hours=24)) -> None:
+    async def scenario() -> None:
+        controller = await start_controller(tmp_path, CLUSTER, lifetime)
+        try:
+            await test(controller)
+        finally:
+            await controller.running.stop(grace=0)
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+
+
+def workload(controller: ControllerUnderTest, name: str) -> Workload:
+    (found,) = [w for w in controller.running.feed.current.model.workloads.values() if w.name == name]
+    return found
+
+
+def ca_client(controller: ControllerUnderTest, token: str) -> CaClient:
+    return CaClient(secure_channel(f"127.0.0.1:{controller.running.port}", controller.root_pem, token))
+
+
+async def sign(client: CaClient, w: Workload) -> bytes:
+    csr = certificate_request(new_key(), Identity.parse(w.identity))
+    return await asyncio.to_thread(client.sign, w.uid, csr, 5.0)
+
+
+def test_an_agent_gets_certificates_for_its_own_nodes_workloads_only(tmp_path, caplog):
+    async def test(controller: ControllerUnderTest) -> None:
+        n1 = ca_client(controller, TOKENS["n1"])
+        web, db = workload(controller, "web"), workload(controller, "db")
+        chain = await sign(n1, web)
+        leaf, _ = split_chain(chain)
+        assert identity_of(leaf.public_bytes(Encoding.DER)) == Identity("cluster.local", "shop", "web")
+        assert verified_path(chain, controller.root_pem)[-1] == load_pem_x509_certificate(controller.root_pem)
+        lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        assert dt.timedelta(hours=24) < lifetime <= dt.timedelta(hours=24, minutes=1)
+
+        with pytest.raises(SignRefused) as info:
+            await sign(n1, db)
+        assert info.value.code is grpc.StatusCode.PERMISSION_DENIED
+        assert "workload shop/db" in str(info.value) and "node n2" in str(info.value) \
+            and "node n1" in str(info.value)
+
+        # n2's own agent gets it
+        assert await sign(ca_client(controller, TOKENS["n2"]), db)
+
+        with pytest.raises(SignRefused) as info:
+            await sign(ca_client(controller, "stolen?"), web)
+        assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+        assert "--token-file" in str(info.value)
+
+    with caplog.at_level(logging.INFO, logger="nodemesh.controller"):
+        run(test, tmp_path)
+    issued = [r.getMessage() for r in caplog.records if r.getMessage().startswith("issued")]
+    assert len(issued) == 2
+    assert issued[0].startswith("issued a certificate for spiffe://cluster.local/ns/shop/sa/web "
+                                "(workload shop/web on node n1): serial ")
+    assert "not after 20" in issued[0]
+    refused = [r for r in caplog.records if r.getMessage().startswith("refused")]
+    assert [r.levelno for r in refused] == [logging.WARNING, logging.WARNING]
+    assert "refused to sign for node n1" in refused[0].getMessage()
+
+
+def test_certificate_lifetime_follows_the_controllers_setting(tmp_path):
+    async def test(controller: ControllerUnderTest) -> None:
+        chain = await sign(ca_client(controller, TOKENS["n1"]), workload(controller, "web"))
+        leaf, _ = split_chain(chain)
+        assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(seconds=11)
+
+    run(test, tmp_path, lifetime=dt.timedelta(seconds=10))
+
+
+def test_a_controller_that_is_away_is_told_apart_from_a_refusal(tmp_path):
+    async def test(controller: ControllerUnderTest) -> None:
+        client = ca_client(controller, TOKENS["n1"])
+        web = workload(controller, "web")
+        await controller.running.stop(grace=0)
+        with pytest.raises(CaUnavailable) as info:
+            await asyncio.to_thread(client.sign, web.uid, certificate_request(
+                new_key(), Identity.parse(web.identity)), 2.0)
+        assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert "did not answer for workload" in str(info.value)
+
+    run(test, tmp_path)
+
+
+async def _until(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
+    async def test(controller: ControllerUnderTest) -> None:
+        received: list[pb.ConfigUpdate] = []
+
+        async def apply(update: pb.ConfigUpdate) -> str | None:
+            received.append(update)
+            return None
+
+        target = f"127.0.0.1:{controller.running.port}"
+        loop = asyncio.get_running_loop()
+        good = ConfigClient(target, "n1", apply, loop, controller.root_pem, TOKENS["n1"])
+        impostor = ConfigClient(target, "n1", apply, loop, controller.root_pem, TOKENS["n2"])
+        good.start()
+        impostor.start()
+        try:
+            await _until(lambda: good.applied_version == 1 and "PERMISSION_DENIED" in impostor.last_error)
+            assert len(received) == 1 and received[0].trust_bundle_pem == controller.root_pem
+            assert "this token belongs to node n2" in impostor.last_error
+            assert [a.node for a in controller.running.agents()] == ["n1"]
+        finally:
+            await asyncio.gather(asyncio.to_thread(good.stop), asyncio.to_thread(impostor.stop))
+
+    run(test, tmp_path)
+
+
+def test_agent_credentials_are_checked_at_start(tmp_path):
+    root, token = tmp_path / "root.pem", tmp_path / "token"
+    root.write_text("not a certificate")
+    token.write_text("\n")
+    with pytest.raises(CredentialsError, match=f"--controller-ca {root}: no PEM certificate in it"):
+        read_credentials(root, token)
+    root.write_bytes(self_signed(tmp_path / "ca").bundle_pem)
+    with pytest.raises(CredentialsError, match="--token-file .*: empty"):
+        read_credentials(root, token)
+    with pytest.raises(CredentialsError, match="cannot read: No such file"):
+        read_credentials(root, tmp_path / "none")
+    token.write_text("abc\n")
+    assert read_credentials(root, token) == (root.read_bytes(), "abc")

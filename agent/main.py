@@ -40,6 +40,7 @@ class Agent:
         from nodemesh.agent.inpod.enroller import Enroller
         from nodemesh.agent.proxy.hop import PlaintextHop
         from nodemesh.agent.proxy.proxy import NodeProxy
+        from nodemesh.agent.xds.channel import ControllerAccess
         from nodemesh.agent.xds.client import ConfigClient
 
         loop = asyncio.get_running_loop()
@@ -57,8 +58,8 @@ class Agent:
         self.steering = Steering(self.cgroup)
         try:
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy)
-            self.config = ConfigClient(self.controller, self.node, self._apply, loop,
-                                       self.controller_ca, self.token)
+            self.config = ConfigClient(ControllerAccess(self.controller, self.controller_ca, self.token),
+                                       self.node, self._apply, loop)
             for endpoint in endpoints:
                 endpoint.start()
             self.config.start()

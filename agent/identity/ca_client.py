@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 
+from nodemesh.agent.xds.channel import ControllerAccess
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 
@@ -37,15 +38,19 @@ class CaUnavailable(SignError):
 
 
 class CaClient:
-    def __init__(self, channel: grpc.Channel) -> None:
-        """``channel``: from ``nodemesh.agent.xds.channel.secure_channel`` (TLS and the node token)."""
-        self._stub = mesh_pb2_grpc.CertificateAuthorityStub(channel)
+    def __init__(self, access: ControllerAccess) -> None:
+        """``access``: the controller and this node's credentials, shared with the config client
+        (which keeps its trusted roots current). A channel per call: calls are rare (one per
+        workload per half lifetime) and each then uses the roots trusted at that moment."""
+        self.access = access
 
     def sign(self, uid: str, csr_pem: bytes, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         """The PEM chain (workload certificate, then intermediates) for workload ``uid``."""
+        request = pb.SignRequest(workload_uid=uid, csr_pem=csr_pem)
         try:
-            response = self._stub.SignWorkload(pb.SignRequest(workload_uid=uid, csr_pem=csr_pem),
-                                               timeout=timeout)
+            with self.access.channel() as channel:
+                response = mesh_pb2_grpc.CertificateAuthorityStub(channel).SignWorkload(
+                    request, timeout=timeout)
         except grpc.RpcError as exc:
             code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
             details: str = exc.details()  # type: ignore[attr-defined]

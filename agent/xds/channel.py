@@ -2,8 +2,13 @@
 
 Both the config subscription and certificate signing use it, so that neither can be opened
 without authentication by mistake. The controller's certificate is checked against
-``--controller-ca`` (the controller's CA root, or several roots while one rotates), and its
-name against the address dialled, as any TLS client does.
+``--controller-ca`` (the controller's CA root, or several roots while one rotates) plus the
+roots of the last trust bundle the controller sent, and its name against the address dialled,
+as any TLS client does.
+
+Why the bundle too: in a root rotation the controller's own certificate moves to the new root.
+Agents learnt that root from the bundle, over a connection they had verified, so they follow
+without a restart (which would cut their pods' traffic).
 """
 
 from __future__ import annotations
@@ -22,6 +27,28 @@ def secure_channel(target: str, root_pem: bytes, token: str) -> grpc.Channel:
         grpc.ssl_channel_credentials(root_certificates=root_pem),
         grpc.access_token_call_credentials(token))
     return grpc.secure_channel(target, credentials, options=KEEPALIVE)
+
+
+class ControllerAccess:
+    """Where the controller is and what this agent trusts and presents to reach it.
+
+    gRPC fixes a channel's roots when it is made, so each user makes a channel when it connects
+    (a config stream, a signing call): a bundle learnt meanwhile is then trusted.
+    """
+
+    def __init__(self, target: str, root_pem: bytes, token: str) -> None:
+        self.target = target
+        self._root_pem = root_pem
+        self._token = token
+        self._trust_bundle = b""
+
+    def trust(self, trust_bundle: bytes) -> None:
+        """Also trust these roots (the controller's current bundle) from the next channel on."""
+        self._trust_bundle = trust_bundle
+
+    def channel(self) -> grpc.Channel:
+        """A new channel (close it when done: ``with access.channel() as channel``)."""
+        return secure_channel(self.target, self._root_pem + b"\n" + self._trust_bundle, self._token)
 
 
 class CredentialsError(Exception):

@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 import grpc
 
 from nodemesh import __version__
-from nodemesh.agent.xds.channel import secure_channel
+from nodemesh.agent.xds.channel import ControllerAccess
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 
@@ -34,14 +34,13 @@ ApplyUpdate = Callable[[pb.ConfigUpdate], Awaitable[str | None]]
 
 
 class ConfigClient:
-    def __init__(self, target: str, node: str, apply: ApplyUpdate, loop: asyncio.AbstractEventLoop,
-                 root_pem: bytes, token: str) -> None:
-        """``root_pem``: the CA root(s) the controller's certificate must chain to; ``token``:
-        this node's join token (see ``channel.secure_channel``)."""
-        self.target = target
+    def __init__(self, access: ControllerAccess, node: str, apply: ApplyUpdate,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        """``access``: the controller's address and this node's credentials; each trust bundle
+        the agent accepts is handed to it, so reconnects follow a root rotation."""
+        self.access = access
+        self.target = access.target
         self.node = node
-        self._root_pem = root_pem
-        self._token = token
         self._apply = apply
         self._loop = loop
         self._stopping = threading.Event()
@@ -82,7 +81,7 @@ class ConfigClient:
         outbox: queue.Queue[pb.AgentMessage | None] = queue.Queue()
         outbox.put(pb.AgentMessage(hello=pb.AgentHello(
             node=self.node, agent_version=__version__, last_version=self.applied_version)))
-        with secure_channel(self.target, self._root_pem, self._token) as channel:
+        with self.access.channel() as channel:
             stub = mesh_pb2_grpc.MeshConfigStub(channel)
             self._call = stub.StreamConfig(iter(outbox.get, None))
             try:
@@ -94,6 +93,8 @@ class ConfigClient:
                     reason = asyncio.run_coroutine_threadsafe(self._apply(update), self._loop).result()
                     if reason is None:
                         self.applied_version = update.version
+                        if update.trust_bundle_pem:
+                            self.access.trust(update.trust_bundle_pem)
                     else:
                         self.last_rejection = f"version {update.version}: {reason}"
                         log.error("rejected config version %d: %s", update.version, reason)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import grpc
 
-from nodemesh.controller.ca.store import root_path, self_signed
+from nodemesh.controller.ca.authority import Authority
+from nodemesh.controller.ca.store import self_signed
 from nodemesh.controller.ca.tokens import NodeTokens, token_hash
 from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
@@ -43,11 +44,16 @@ class ControllerUnderTest:
 
 
 async def start_controller(tmp_path: Path, text: str,
-                           lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME) -> ControllerUnderTest:
+                           lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME,
+                           authority: Authority | None = None, port: int = 0) -> ControllerUnderTest:
+    """A controller on 127.0.0.1:``port`` signing with ``authority`` (by default a root of its
+    own in tmp_path/state); ``root_pem`` is the trust bundle it hands out."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(text)
     state = tmp_path / "state"
-    running = await serve(FileSource(cluster, Ipam(state), poll_interval=0.05), "127.0.0.1:0",
-                          self_signed(state), NodeTokens(write_node_tokens(tmp_path / "tokens.json")),
+    authority = authority or self_signed(state)
+    running = await serve(FileSource(cluster, Ipam(state), poll_interval=0.05), f"127.0.0.1:{port}",
+                          authority, NodeTokens(write_node_tokens(tmp_path / "tokens.json")),
                           lifetime)
-    return ControllerUnderTest(running, cluster, root_path(state).read_bytes())
+    return ControllerUnderTest(running, cluster, authority.bundle_pem)

@@ -1,6 +1,6 @@
 """The agent's side of the controller API over real gRPC on 127.0.0.1: the authenticated channel,
-certificate signing (own node yes, other node no, bad token no, controller away) and the config
-subscription, with the agent's own clients."""
+certificate signing (own node yes, other node no, bad token no, controller away), the config
+subscription, and following a root rotation, with the agent's own clients."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificate
 
 from nodemesh.agent.identity.ca_client import CaClient, CaUnavailable, SignRefused
-from nodemesh.agent.xds.channel import CredentialsError, read_credentials, secure_channel
+from nodemesh.agent.xds.channel import ControllerAccess, CredentialsError, read_credentials
 from nodemesh.agent.xds.client import ConfigClient
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.controller.ca.store import self_signed
+from nodemesh.controller.ca.store import self_signed, user_supplied
 from nodemesh.identity import Identity, certificate_request, identity_of, new_key
 from nodemesh.model import Workload
 
-from ca_material import split_chain, verified_path
+from ca_material import UserCa, split_chain, verified_path
 from controller_access import TOKENS, ControllerUnderTest, start_controller
 
 CLUSTER = (
@@ -51,8 +51,12 @@ def workload(controller: ControllerUnderTest, name: str) -> Workload:
     return found
 
 
+def access(controller: ControllerUnderTest, token: str) -> ControllerAccess:
+    return ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem, token)
+
+
 def ca_client(controller: ControllerUnderTest, token: str) -> CaClient:
-    return CaClient(secure_channel(f"127.0.0.1:{controller.running.port}", controller.root_pem, token))
+    return CaClient(access(controller, token))
 
 
 async def sign(client: CaClient, w: Workload) -> bytes:
@@ -135,10 +139,9 @@ def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
             received.append(update)
             return None
 
-        target = f"127.0.0.1:{controller.running.port}"
         loop = asyncio.get_running_loop()
-        good = ConfigClient(target, "n1", apply, loop, controller.root_pem, TOKENS["n1"])
-        impostor = ConfigClient(target, "n1", apply, loop, controller.root_pem, TOKENS["n2"])
+        good = ConfigClient(access(controller, TOKENS["n1"]), "n1", apply, loop)
+        impostor = ConfigClient(access(controller, TOKENS["n2"]), "n1", apply, loop)
         good.start()
         impostor.start()
         try:
@@ -150,6 +153,46 @@ def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
             await asyncio.gather(asyncio.to_thread(good.stop), asyncio.to_thread(impostor.stop))
 
     run(test, tmp_path)
+
+
+def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
+    """Rotation step 1: the controller (old root) hands out a bundle of old and new roots.
+    Step 2: a controller signing under the new root, the old one kept in the bundle, takes
+    over the address. An agent started with the old root alone reconnects to it and gets
+    certificates from the new CA; without the bundle, the old root alone would not reach it."""
+
+    async def scenario() -> None:
+        new = UserCa(tmp_path / "new", "new")
+        old = self_signed(tmp_path / "old")
+        step1 = self_signed(tmp_path / "old", extra_roots=[new.root])
+        first = await start_controller(tmp_path / "c1", CLUSTER, authority=step1)
+        target = f"127.0.0.1:{first.running.port}"
+
+        async def apply(update: pb.ConfigUpdate) -> str | None:
+            return None
+
+        agent = ControllerAccess(target, old.bundle_pem, TOKENS["n1"])
+        client = ConfigClient(agent, "n1", apply, asyncio.get_running_loop())
+        client.start()
+        try:
+            await _until(lambda: client.applied_version == 1)
+            await first.running.stop(grace=0)
+            step2 = user_supplied(new.cert_path, new.key_path, new.bundle_path, extra_roots=[old.cert])
+            second = await start_controller(tmp_path / "c2", CLUSTER, authority=step2,
+                                            port=first.running.port)
+            try:
+                await _until(lambda: client.connects == 2 and client.connected, timeout=10)
+                chain = await sign(CaClient(agent), workload(second, "web"))
+                assert verified_path(chain, step2.bundle_pem)[-1] == new.root
+                with pytest.raises(CaUnavailable):
+                    await sign(CaClient(ControllerAccess(target, old.bundle_pem, TOKENS["n1"])),
+                               workload(second, "web"))
+            finally:
+                await second.running.stop(grace=0)
+        finally:
+            await asyncio.to_thread(client.stop)
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
 
 
 def test_agent_credentials_are_checked_at_start(tmp_path):

@@ -47,13 +47,16 @@ def sim() -> None:
 @click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False,
                                                                      path_type=Path),
               help="Kubernetes YAML (Namespaces, Pods, Services) describing the cluster.")
+@click.option("--controller-arg", "controller_args", multiple=True, metavar="ARG",
+              help="Extra argument for `nodemesh controller`, e.g. --controller-arg=--cert-lifetime=1h "
+                   "(repeatable).")
 @_sim_option
-def up(file: Path, sim: str) -> None:
+def up(file: Path, sim: str, controller_args: tuple[str, ...]) -> None:
     """Create the cluster in FILE, start the controller, the agents and the pods; wait until ready."""
     from nodemesh.tools.sim.cluster import up as bring_up
 
     names = _names(sim)
-    state = bring_up(file, names, click.echo)
+    state = bring_up(file, names, click.echo, controller_args)
     for ref, svc in state.services.items():
         click.echo(f"service {ref}: {svc['vip']}")
     click.echo(f"sim {sim!r} is up: {len(state.nodes)} nodes, {len(state.pods)} pods. "

@@ -49,7 +49,8 @@ def nodemesh_argv(*args: str) -> list[str]:
     return [str(Path(venv_bin()) / "nodemesh"), *args]
 
 
-def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
+def new_state(plan: ClusterPlan, names: SimNames, file: Path,
+              controller_args: tuple[str, ...] = ()) -> SimState:
     """The state of a sim about to be made from ``plan``: names, addresses and argv, no pids yet.
 
     Agents verify the controller with the CA root it makes in its state directory on first
@@ -64,7 +65,7 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
         argv=nodemesh_argv("controller", "--file", state.file,
                            "--state-dir", str(names.controller_state_dir),
                            "--listen", state.controller["address"],
-                           "--node-tokens", str(names.node_tokens)),
+                           "--node-tokens", str(names.node_tokens), *controller_args),
         env=process_env({}), netns=names.netns_path(names.controller_netns),
         cgroup=str(names.controller_cgroup), log=str(names.component_log(CONTROLLER)),
         ready={"tcp": {"host": CONTROLLER_IP, "port": CONTROLLER_PORT}})
@@ -123,9 +124,10 @@ def start_components(state: SimState, names: SimNames, components: list[str],
         wait_ready({name: state.processes[name] for name in components}, READY_TIMEOUT)
 
 
-def lay_out(plan: ClusterPlan, names: SimNames, file: Path) -> SimState:
+def lay_out(plan: ClusterPlan, names: SimNames, file: Path,
+            controller_args: tuple[str, ...] = ()) -> SimState:
     """The sim's topology and its state file, with nothing running yet."""
-    state = new_state(plan, names, file)
+    state = new_state(plan, names, file, controller_args)
     state.save(names)
     topology.build(plan, names)
     return state
@@ -138,7 +140,8 @@ def _ensure_absent(names: SimNames) -> None:
                        f"run `nodemesh sim down --name {names.sim}` first")
 
 
-def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
+def up(file: Path, names: SimNames, say: Callable[[str], None],
+       controller_args: tuple[str, ...] = ()) -> SimState:
     """Bring the sim described by ``file`` up; on any failure leave nothing behind."""
     require_root()
     _ensure_absent(names)
@@ -146,7 +149,7 @@ def up(file: Path, names: SimNames, say: Callable[[str], None]) -> SimState:
     try:
         plan = plan_from_file(file, names.controller_state_dir)
         write_tokens(names, [node.name for node in plan.nodes])
-        state = lay_out(plan, names, file)
+        state = lay_out(plan, names, file, controller_args)
         say(f"topology: {len(plan.nodes)} nodes, {len(plan.pods)} pods")
         start_components(state, names, [CONTROLLER])
         say(f"controller ready at {state.controller['address']}")

@@ -1,7 +1,8 @@
 """Enrollment: keep the set of enrolled pods equal to this node's meshed pods in the config.
 
 Enrolling a pod opens its listeners inside its namespace (outbound 15001, plaintext 15006,
-inbound 15008) and puts its namespace cookie in the programs' map; from then on its
+inbound HBONE 15008: TLS with the pod's own certificate) and puts its namespace cookie in the
+programs' map; the proxy learns the pod for same-node traffic. From then on its
 connections to mesh destinations are steered, and plaintext arriving from outside the mesh
 is captured into 15006. A pod whose namespace does not exist yet (the runtime has not made
 it) stays pending and is retried. Unenrolling stops steering first, then closes the
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns
-from nodemesh.agent.proxy.inbound import InboundAccept
+from nodemesh.agent.proxy.hbone.server import HANDSHAKE_TIMEOUT, ServerTunnel
+from nodemesh.agent.proxy.hbone.tls import Identities, NoCertificate
+from nodemesh.agent.proxy.inbound import HboneInbound
 from nodemesh.agent.proxy.outbound import OutboundAccept
 from nodemesh.agent.proxy.plaintext import PlaintextAccept
 from nodemesh.agent.proxy.proxy import NodeProxy
@@ -48,12 +51,13 @@ class Enrolled:
 
 class Enroller:
     def __init__(self, node: str, netns_template: str, pod_map: PodMap, proxy: NodeProxy,
-                 capture: Capture | None = None) -> None:
+                 capture: Capture | None = None, *, identities: Identities) -> None:
         """``capture`` None: plaintext from outside the mesh reaches pods' apps directly."""
         self.node = node
         self.netns_template = netns_template
         self.pod_map = pod_map
         self.proxy = proxy
+        self.identities = identities
         self.capture = capture
         self.enrolled: dict[str, Enrolled] = {}
         self.pending: dict[str, str] = {}  # uid -> why it is not enrolled yet
@@ -86,14 +90,16 @@ class Enroller:
         try:
             servers.append(await loop.create_server(
                 lambda: OutboundAccept(self.proxy, pod), sock=pod.listener(OUTBOUND_PORT)))
+            inbound = HboneInbound(self.proxy, pod)
             servers.append(await loop.create_server(
-                lambda: InboundAccept(self.proxy, pod), sock=pod.listener(INBOUND_PORT)))
+                lambda: ServerTunnel(inbound), sock=pod.listener(INBOUND_PORT),
+                ssl=self.identities.server_context(w.uid), ssl_handshake_timeout=HANDSHAKE_TIMEOUT))
             plaintext = pod.listener(PLAINTEXT_PORT)
             servers.append(await loop.create_server(lambda: PlaintextAccept(self.proxy, pod), sock=plaintext))
             if self.capture is not None:
                 self.capture.attach(pod.netns, w.ip, plaintext)
             self.pod_map.enroll(pod.cookie, w.ip, OUTBOUND_PORT)
-        except OSError as e:
+        except (OSError, NoCertificate) as e:
             if self.capture is not None:
                 self.capture.detach(w.ip)
             for server in servers:
@@ -102,6 +108,7 @@ class Enroller:
             self._pending(w, str(e))
             return
         self.enrolled[w.uid] = Enrolled(pod, servers)
+        self.proxy.pods[w.ip] = pod
         self.pending.pop(w.uid, None)
         log.info("enrolled pod %s (%s, netns cookie %d)", w.ref, w.ip, pod.cookie)
 
@@ -112,6 +119,7 @@ class Enroller:
 
     def _unenroll(self, uid: str) -> None:
         entry = self.enrolled.pop(uid)
+        self.proxy.pods.pop(entry.pod.workload.ip, None)
         if self.capture is not None:
             self.capture.detach(entry.pod.workload.ip)
         self.pod_map.unenroll(entry.pod.cookie)

@@ -25,9 +25,13 @@ class Connection:
     original_dst: str  # what the client asked for, "ip:port"
     destination: str = ""  # workload "namespace/name" or address that was chosen
     upstream: str = ""  # "ip:port" actually connected to
-    via: str = ""  # "hop" (through the destination agent), "direct", "app", "plaintext" (captured)
-    # Istio's label: "mutual_tls", or "none" for plaintext from outside the mesh; "" not said
+    # "hbone" (mutual TLS between nodes), "local" (both pods on this node), "direct" (not
+    # meshed), "plaintext" (captured from outside the mesh)
+    via: str = ""
+    # Istio's label: "mutual_tls" (hbone), or "none" (plaintext on the wire); "" not said
     connection_security_policy: str = ""
+    source_identity: str = ""  # SPIFFE ids: from certificates (hbone) or the mesh model (local)
+    destination_identity: str = ""
     started: float = field(default_factory=time.time)
     down: Pipe | None = None
     up: Pipe | None = None
@@ -42,6 +46,8 @@ class Connection:
             "upstream": self.upstream,
             "via": self.via,
             "connection_security_policy": self.connection_security_policy,
+            "source_identity": self.source_identity,
+            "destination_identity": self.destination_identity,
             "age_seconds": round(time.time() - self.started, 3),
             "bytes_from_downstream": self.down.received if self.down else 0,
             "bytes_from_upstream": self.up.received if self.up else 0,

@@ -1,117 +1,127 @@
-"""The inbound listener (15008 in each meshed pod): hop connections from other agents.
+"""Delivery into a meshed pod: authorize, connect to the app from inside the pod, relay.
 
-Read the CONNECT head, connect to the application inside the pod, answer 200 and relay; or
-answer 400 (not a CONNECT for this pod) or 503 (the application did not accept). A peer that
-does not finish its request in time is dropped, so a silent client holds nothing for long.
+Two ways in, one way to the app (``connect_app``): HBONE streams that other nodes' agents
+open to the pod's 15008 listener (``HboneInbound``, the acceptor of
+``nodemesh.agent.proxy.hbone.server``), and connections from pods on this same node, which
+skip TLS (``outbound`` calls ``connect_app`` itself). The source identity is known either way
+(the client certificate, or the source pod's own), so authorization applies to both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 from nodemesh.agent.inpod.pod import PodNetns
-from nodemesh.agent.proxy.connect import (
-    STATUS_BAD_REQUEST,
-    STATUS_OK,
-    STATUS_UNAVAILABLE,
-    ConnectRequest,
-    HandshakeError,
-    ServerHandshake,
-)
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
+from nodemesh.agent.proxy.hbone.server import STATUS_DENIED, STATUS_UNAVAILABLE, ServerTunnel
+from nodemesh.agent.proxy.hbone.stream import StreamTransport
 from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 10.0
+STATUS_OK = 200
 
 
-class InboundAccept(Accepted):
-    """Reads the handshake, then waits (as ``Accepted``) while the app is connected."""
+class Refused(Exception):
+    """Not delivered: ``status`` is the HBONE answer, ``outcome`` what conntrack counts."""
 
-    __slots__ = ("proxy", "pod", "handshake", "timer")
+    def __init__(self, status: int, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome
+
+
+async def connect_app(proxy: NodeProxy, pod: PodNetns, source_identity: str, port: int) -> socket.socket:
+    """A socket connected to ``port`` of the pod's app, from inside the pod, if policy allows."""
+    workload = pod.workload
+    if not proxy.authorize(source_identity, workload, port):
+        raise Refused(STATUS_DENIED, "denied", f"{source_identity or 'an unknown source'} may not connect "
+                      f"to {workload.ref} port {port}")
+    try:
+        return await pod.connect(workload.ip, port, proxy.connect_timeout)
+    except OSError as e:  # TimeoutError included
+        raise Refused(STATUS_UNAVAILABLE, "app_unavailable",
+                      f"{workload.ref} did not accept on port {port}: {e or 'timed out'}") from e
+
+
+class HboneInbound:
+    """The acceptor of one pod's HBONE listener: conntrack, the tunnel registry, delivery."""
 
     def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
+        self.proxy = proxy
+        self.pod = pod
+
+    @property
+    def pod_ip(self) -> str:
+        return self.pod.workload.ip
+
+    @property
+    def identity(self) -> str:
+        return self.pod.workload.identity
+
+    def opened(self, tunnel: ServerTunnel) -> None:
+        source = self._source(tunnel)
+        tunnel.peer_node = source.node if source is not None else ""
+        self.proxy.tunnels.inbound.add(tunnel)
+
+    def closed(self, tunnel: ServerTunnel) -> None:
+        self.proxy.tunnels.inbound.discard(tunnel)
+
+    def refused(self, outcome: str, detail: str) -> None:
+        self.proxy.table.totals[(INBOUND, outcome)] += 1
+        log.info("inbound HBONE to %s refused (%s): %s", self.pod.workload.ref, outcome, detail)
+
+    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
+        source = self._source(tunnel)
+        workload = self.pod.workload
+        conn = self.proxy.table.open(INBOUND, source.ref if source is not None else tunnel.peer(),
+                                     f"{workload.ip}:{port}")
+        conn.destination = workload.ref
+        conn.upstream = conn.original_dst
+        conn.via = "hbone"
+        conn.connection_security_policy = "mutual_tls"
+        conn.source_identity = tunnel.source_identity
+        conn.destination_identity = workload.identity
+        stream.connect(InboundStream(self.proxy, self.pod, conn, port))
+
+    def _source(self, tunnel: ServerTunnel) -> Workload | None:
+        """The workload the connection comes from (its socket lives in the source pod)."""
+        view = self.proxy.view()
+        peer = tunnel.transport.get_extra_info("peername") if tunnel.transport else None
+        return view.by_ip.get(peer[0]) if view is not None and peer else None
+
+
+class InboundStream(Accepted):
+    """One accepted CONNECT stream, waiting (as ``Accepted``) while the app is connected."""
+
+    __slots__ = ("proxy", "pod", "conn", "port")
+
+    def __init__(self, proxy: NodeProxy, pod: PodNetns, conn: Connection, port: int) -> None:
         super().__init__()
         self.proxy = proxy
         self.pod = pod
-        self.handshake: ServerHandshake | None = ServerHandshake()
-        self.timer: asyncio.TimerHandle | None = None
+        self.conn = conn
+        self.port = port
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # read: the handshake comes first
-        self.timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
+        super().connection_made(transport)
+        self.task = asyncio.get_running_loop().create_task(self._deliver())
 
-    def data_received(self, data: bytes) -> None:
-        if self.handshake is None or self.task is not None:
-            super().data_received(data)
-        else:
-            self._feed(data)
-
-    def eof_received(self) -> bool:
-        if self.task is not None:
-            return super().eof_received()
-        if self.handshake is not None:
-            self._feed(b"")
-        return False
-
-    def _feed(self, data: bytes) -> None:
-        handshake = self.handshake
-        assert handshake is not None and self.transport is not None
+    async def _deliver(self) -> None:
+        stream: StreamTransport = self.transport  # type: ignore[assignment]
+        conn = self.conn
         try:
-            request = handshake.feed(data)
-        except HandshakeError as e:
-            self._refuse(e.status, str(e))
-            return
-        if request is None:
-            return
-        self._cancel_timer()
-        self.transport.pause_reading()
-        if request.host != self.pod.workload.ip:
-            self._refuse(STATUS_BAD_REQUEST, f"CONNECT to {request.host} reached pod {self.pod.workload.ip}")
-            return
-        self.early += handshake.leftover()
-        conn = self.proxy.table.open(INBOUND, request.source, f"{request.host}:{request.port}")
-        self.task = asyncio.get_running_loop().create_task(self._deliver(conn, request, handshake))
-
-    async def _deliver(self, conn: Connection, request: ConnectRequest, handshake: ServerHandshake) -> None:
-        transport = self.transport
-        assert transport is not None
-        conn.destination = self.pod.workload.ref
-        conn.upstream = f"{request.host}:{request.port}"
-        conn.via = "app"
-        try:
-            sock = await self.pod.connect(request.host, request.port, self.proxy.connect_timeout)
+            sock = await connect_app(self.proxy, self.pod, conn.source_identity, self.port)
         except asyncio.CancelledError:
             self.proxy.table.failed(conn, "downstream_closed")
             raise
-        except OSError as e:  # TimeoutError included
-            self.proxy.table.failed(conn, "app_unavailable")
-            log.info("inbound %s -> %s: application did not accept: %s", conn.source, conn.upstream, e)
-            transport.write(handshake.respond(STATUS_UNAVAILABLE))
-            transport.close()
+        except Refused as e:
+            log.info("inbound %s -> %s: %s", conn.source_identity, conn.upstream, e)
+            self.proxy.table.failed(conn, e.outcome)
+            stream.respond(e.status)
             return
-        await self.proxy.splice(conn, self, sock, to_downstream=handshake.respond(STATUS_OK))
-
-    def _refuse(self, status: int, why: str) -> None:
-        self._cancel_timer()
-        self.proxy.table.totals[(INBOUND, f"refused_{status}")] += 1
-        log.info("inbound connection refused with %d: %s", status, why)
-        assert self.handshake is not None and self.transport is not None
-        self.transport.write(self.handshake.respond(status))
-        self.handshake = None  # ignore anything more the peer sends
-        self.transport.close()
-
-    def _timed_out(self) -> None:
-        self.proxy.table.totals[(INBOUND, "handshake_timeout")] += 1
-        self.transport.abort()  # type: ignore[union-attr]
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
-        super().connection_lost(exc)
+        stream.respond(STATUS_OK)
+        await self.proxy.splice(conn, self, sock)

@@ -1,7 +1,11 @@
 """The outbound listener (15001 in each meshed pod): connections the programs steered here.
 
-Accept, pause, find the original destination, route it, open the upstream (through the
-destination agent for meshed pods, directly otherwise), then relay.
+Accept, pause, find the original destination, route it, open the upstream, then relay. The
+upstream depends on where the chosen endpoint is:
+  hbone   a meshed pod on another node: a CONNECT stream over mutual TLS to its 15008
+  local   a meshed pod on this node: straight to its app from inside it, as its own 15008
+          listener would (no encryption needed on the node; identity and policy still apply)
+  direct  anything not meshed: connect as the pod would have.
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ from __future__ import annotations
 import asyncio
 
 from nodemesh.agent.inpod.pod import PodNetns
-from nodemesh.agent.proxy.connect import HandshakeError
 from nodemesh.agent.proxy.conntrack import OUTBOUND, Connection
+from nodemesh.agent.proxy.hbone.client import TunnelError
+from nodemesh.agent.proxy.inbound import Refused, connect_app
 from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
 from nodemesh.agent.proxy.relay import reset
 from nodemesh.agent.proxy.route import NoRoute
@@ -49,20 +54,28 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
         target = proxy.router.route(view, *original)
         conn.destination = target.name
         conn.upstream = f"{target.host}:{target.port}"
+        conn.source_identity = pod.workload.identity
         if target.meshed:
-            conn.via = "hop"
-            sock, early = await proxy.hop.open(pod, target)
+            assert target.workload is not None
+            conn.destination_identity = target.workload.identity
+            local = proxy.pods.get(target.host)
+            if local is not None:
+                conn.via, conn.connection_security_policy = "local", "none"
+                upstream = await connect_app(proxy, local, pod.workload.identity, target.port)
+            else:
+                conn.via, conn.connection_security_policy = "hbone", "mutual_tls"
+                upstream = await proxy.tunnels.open(pod, target.workload, target.port)
         else:
-            conn.via = "direct"
-            sock, early = await pod.connect(target.host, target.port, proxy.connect_timeout), b""
-        await proxy.splice(conn, accepted, sock, to_downstream=early)
+            conn.via, conn.connection_security_policy = "direct", "none"
+            upstream = await pod.connect(target.host, target.port, proxy.connect_timeout)
+        await proxy.splice(conn, accepted, upstream)
     except asyncio.CancelledError:
         proxy.table.failed(conn, "downstream_closed")
         raise
     except NoRoute as e:
         proxy.fail(conn, downstream, "no_route", e)
-    except HandshakeError as e:
-        proxy.fail(conn, downstream, f"upstream_{e.status}", e)
+    except (Refused, TunnelError) as e:
+        proxy.fail(conn, downstream, e.outcome, e)
     except TimeoutError as e:
         proxy.fail(conn, downstream, "upstream_timeout", e or "connect timed out")
     except OSError as e:

@@ -1,8 +1,10 @@
 """The node proxy: what outbound and inbound listeners share, and the one way they splice.
 
-Both directions start and end the same way: an accepted connection waits (``Accepted``)
-while its upstream is opened, then the two become a relayed pair (``NodeProxy.splice``), so
-the waiting, the relay set-up, its accounting and its failure handling exist once.
+Both directions start and end the same way: an accepted connection (or an accepted HBONE
+stream) waits (``Accepted``) while its upstream is opened, then the two become a relayed pair
+(``NodeProxy.splice``), so the waiting, the relay set-up, its accounting and its failure
+handling exist once. An upstream is a connected socket, or an HBONE stream (a transport of its
+own, see ``nodemesh.agent.proxy.hbone.stream``).
 """
 
 from __future__ import annotations
@@ -10,17 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from nodemesh.agent.proxy import relay
 from nodemesh.agent.proxy.conntrack import Connection, ConnectionTable
-from nodemesh.agent.proxy.hop import Hop
 from nodemesh.agent.proxy.route import Router
 from nodemesh.agent.state.store import View
+from nodemesh.model import Workload
+
+if TYPE_CHECKING:
+    from nodemesh.agent.inpod.pod import PodNetns
+    from nodemesh.agent.proxy.hbone.pool import TunnelPool
+    from nodemesh.agent.proxy.hbone.stream import StreamTransport
 
 log = logging.getLogger(__name__)
 
 OriginalDst = Callable[[tuple[str, int], tuple[str, int]], "tuple[str, int] | None"]
+# (source identity, destination workload, destination port) -> allowed; the policy fills it in
+Authorize = Callable[[str, Workload, int], bool]
+
+
+def allow_all(source_identity: str, destination: Workload, port: int) -> bool:
+    """No authorization policy: the mesh's default is to allow."""
+    return True
 
 
 class Accepted(asyncio.Protocol):
@@ -62,28 +76,28 @@ class NodeProxy:
         self,
         view: Callable[[], View | None],
         original_dst: OriginalDst,
-        hop: Hop,
+        tunnels: TunnelPool,
         connect_timeout: float = 5.0,
+        authorize: Authorize = allow_all,
     ) -> None:
         self.view = view
         self.original_dst = original_dst
-        self.hop = hop
+        self.tunnels = tunnels
         self.connect_timeout = connect_timeout
+        self.authorize = authorize
         self.router = Router()
         self.table = ConnectionTable()
+        # This node's enrolled pods by IP (kept by the enroller): traffic between two of them
+        # takes the same-node path, without TLS.
+        self.pods: dict[str, PodNetns] = {}
 
     async def splice(
         self,
         conn: Connection,
         accepted: Accepted,
-        upstream_sock: socket.socket,
-        to_downstream: bytes = b"",
+        upstream: socket.socket | StreamTransport,
     ) -> None:
-        """Relay between a waiting accepted connection and a connected socket, from now on.
-
-        ``to_downstream`` is what the upstream already sent during a handshake; it is written
-        first, as the bytes the client sent while waiting are written upstream first.
-        """
+        """Relay between a waiting accepted connection and its upstream, from now on."""
         loop = asyncio.get_running_loop()
         downstream = accepted.transport
         assert downstream is not None
@@ -95,13 +109,18 @@ class NodeProxy:
         down, up = relay.pair(on_lost)
         conn.down, conn.up = down, up
         down.attach(downstream)
-        if to_downstream:
-            downstream.write(to_downstream)
-        try:
-            await loop.create_connection(lambda: up, sock=upstream_sock)
-        except BaseException:
-            upstream_sock.close()
-            raise
+        if isinstance(upstream, socket.socket):
+            try:
+                await loop.create_connection(lambda: up, sock=upstream)
+            except BaseException:
+                upstream.close()
+                raise
+        else:
+            upstream.connect(up)
+        if downstream.is_closing():  # lost meanwhile; the task's cancellation would come too late
+            self.table.failed(conn, "downstream_closed")
+            relay.reset(up.transport)  # type: ignore[arg-type]
+            return
         if accepted.early:
             down.received += len(accepted.early)
             up.transport.write(bytes(accepted.early))  # type: ignore[union-attr]
@@ -111,6 +130,8 @@ class NodeProxy:
             down.eof_received()
         elif not up.writing_paused:  # writing ``early`` may already have filled the buffer
             downstream.resume_reading()
+        if not isinstance(upstream, socket.socket):
+            upstream.resume_reading()  # what the stream received meanwhile, then the rest
 
     def fail(self, conn: Connection, downstream: asyncio.Transport, reason: str, detail: object) -> None:
         """Give up on a connection: count why, log it, reset the client so it knows at once."""

@@ -39,7 +39,7 @@ class Spliced(Accepted):
 async def through_proxy(handler: Handler) -> tuple[NodeProxy, tuple[str, int], list[asyncio.AbstractServer]]:
     loop = asyncio.get_running_loop()
     app = await asyncio.start_server(handler, "127.0.0.1", 0)
-    proxy = NodeProxy(view=lambda: None, original_dst=lambda p, l: None, hop=None)  # type: ignore[arg-type]
+    proxy = NodeProxy(view=lambda: None, original_dst=lambda p, l: None, tunnels=None)  # type: ignore[arg-type]
     front = await loop.create_server(lambda: Spliced(proxy, app.sockets[0].getsockname()), "127.0.0.1", 0)
     return proxy, front.sockets[0].getsockname(), [app, front]
 

@@ -1,0 +1,442 @@
+"""The agent's data path with HBONE, for real: two agents' proxies, pods in network namespaces.
+
+The namespaces and links are the simulated cluster's (``nodemesh.tools.sim.topology``): pods on
+node-a and node-b, routed through their nodes and the bridge, so tunnels cross a real link.
+The two proxies run in this process as each node's agent runs its own (enroller, listeners in
+the pods' namespaces, tunnel pool); apps listen inside their pods. A client in a pod dials its
+pod's 15001 listener; the steering programs' original-destination lookup is the one thing
+replaced, by a table the test fills (the e2e tests cover the programs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Awaitable, Callable, Iterator
+
+import pytest
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))  # the test CA, shared with unit tests
+from hbone_pki import Identities, TestCa, spiffe  # noqa: E402
+
+from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
+from nodemesh.agent.proxy.hbone.pool import TunnelPool  # noqa: E402
+from nodemesh.agent.proxy.proxy import NodeProxy  # noqa: E402
+from nodemesh.agent.state.store import View  # noqa: E402
+from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
+from nodemesh.netns import Netns  # noqa: E402
+from nodemesh.tools.sim.names import SimNames, node_port_ifname  # noqa: E402
+from nodemesh.tools.sim.plan import ClusterPlan, NodePlan, PodPlan  # noqa: E402
+
+pytestmark = pytest.mark.kernel
+
+NAMES = SimNames("hbonepath")
+APP_PORT = 8080
+NODES = (NodePlan("node-a", "172.30.0.1", "10.10.1.0/24"), NodePlan("node-b", "172.30.0.2", "10.10.2.0/24"))
+
+
+def workload(uid: str, ns: str, name: str, node: str, ip: str, meshed: bool = True) -> Workload:
+    return Workload(uid=uid, name=name, namespace=ns, service_account=name, node=node, ip=ip, meshed=meshed,
+                    identity=spiffe(ns, name))
+
+
+CLIENT = workload("c", "shop", "client", "node-a", "10.10.1.10")
+LOCAL = workload("l", "shop", "local", "node-a", "10.10.1.11")
+CATALOG = workload("s", "shop", "catalog", "node-b", "10.10.2.10")
+LEGACY = workload("x", "legacy", "app", "node-b", "10.10.2.11", meshed=False)
+WORKLOADS = [CLIENT, LOCAL, CATALOG, LEGACY]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def topology(kernel_prerequisites: None) -> Iterator[None]:
+    from nodemesh.tools.sim import topology
+    from nodemesh.tools.sim.cleanup import down, leftovers
+
+    plan = ClusterPlan(nodes=NODES, pods=tuple(PodPlan(w.namespace, w.name, w.node, w.ip, w.meshed)
+                                               for w in WORKLOADS))
+    down(NAMES)
+    try:
+        topology.build(plan, NAMES)
+        yield
+    finally:
+        down(NAMES)
+    assert leftovers(NAMES) == []
+
+
+def pod_netns(w: Workload) -> Netns:
+    return Netns(NAMES.netns_path(NAMES.pod_netns(w.namespace, w.name)))
+
+
+class PodMap:
+    """The programs' pod map, as the enroller fills it."""
+
+    def __init__(self) -> None:
+        self.enrolled: dict[int, str] = {}
+
+    def enroll(self, netns_cookie: int, listener_ip: str, listener_port: int) -> None:
+        self.enrolled[netns_cookie] = listener_ip
+
+    def unenroll(self, netns_cookie: int) -> None:
+        self.enrolled.pop(netns_cookie, None)
+
+
+class Agent:
+    def __init__(self, node: str, cluster: "Cluster") -> None:
+        self.node = node
+        self.pool = TunnelPool(cluster.identities, connect_timeout=2.0)
+        self.proxy = NodeProxy(lambda: cluster.view, cluster.original_dst, self.pool, connect_timeout=2.0)
+        self.enroller = Enroller(node, NAMES.pod_netns_template, PodMap(), self.proxy,
+                                 identities=cluster.identities)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        return dict(self.proxy.table.totals)
+
+
+class Cluster:
+    def __init__(self, workloads: list[Workload]) -> None:
+        self.ca = TestCa()
+        self.identities = Identities(self.ca, {w.uid: w.identity for w in workloads if w.meshed})
+        model = MeshModel(workloads={w.uid: w for w in workloads}, services={},
+                          nodes={n.name: Node(n.name, n.ip, n.pod_cidr) for n in NODES})
+        self.view: View | None = View.build(1, model, self.ca.bundle)
+        self.destinations: dict[tuple[str, int], tuple[str, int]] = {}  # client address -> original dst
+        self.a = Agent("node-a", self)
+        self.b = Agent("node-b", self)
+        self.apps: list[asyncio.AbstractServer] = []
+
+    def original_dst(self, peer: tuple[str, int], local: tuple[str, int]) -> tuple[str, int] | None:
+        return self.destinations.get((peer[0], peer[1]))
+
+    async def start(self) -> None:
+        for agent in (self.a, self.b):
+            await agent.enroller.reconcile(self.view)  # type: ignore[arg-type]
+            assert agent.enroller.pending == {}, agent.enroller.pending
+
+    async def app(self, w: Workload, handler: Callable | None = None, port: int = APP_PORT) -> None:
+        """A server inside the pod: an echo unless ``handler`` says otherwise."""
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        with pod_netns(w) as ns:
+            sock = ns.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((w.ip, port))
+        self.apps.append(await asyncio.start_server(handler or echo, sock=sock))
+
+    async def connect(self, destination: Workload, source: Workload = CLIENT, port: int = APP_PORT
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection from inside ``source`` to ``destination``, as if steered into 15001."""
+        with pod_netns(source) as ns:
+            sock = ns.socket()
+        sock.bind((source.ip, 0))
+        self.destinations[sock.getsockname()] = (destination.ip, port)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (source.ip, 15001))
+        return await asyncio.open_connection(sock=sock)
+
+    async def echo(self, destination: Workload, payload: bytes = b"hello through the mesh") -> bytes:
+        reader, writer = await self.connect(destination)
+        writer.write(payload)
+        writer.write_eof()
+        got = await reader.read()
+        writer.close()
+        return got
+
+    def close(self) -> None:
+        for agent in (self.a, self.b):
+            agent.enroller.close()
+            agent.pool.close()
+        for app in self.apps:
+            app.close()
+
+
+def run(test: Callable[[Cluster], Awaitable[None]]) -> None:
+    async def main() -> None:
+        cluster = Cluster(WORKLOADS)
+        try:
+            await cluster.start()
+            await test(cluster)
+        finally:
+            cluster.close()
+            await asyncio.sleep(0.05)  # let closed transports go before the namespaces do
+
+    uvloop.run(asyncio.wait_for(main(), 60))
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.1)
+
+
+def test_cross_node_traffic_is_mutual_tls_and_both_agents_know_who() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        payload = os.urandom(3 << 20)
+        assert await c.echo(CATALOG, payload) == payload
+        await settle()
+        [out] = [x for x in c.a.proxy.table.by_destination.items()]
+        assert out == (("outbound", "shop/catalog"), 1)
+        assert c.a.totals()[("outbound", "ok")] == 1 and c.b.totals()[("inbound", "ok")] == 1
+        assert c.a.proxy.table.bytes["outbound_from_downstream"] == len(payload)
+        assert c.b.proxy.table.bytes["inbound_from_upstream"] == len(payload)
+        tunnels = c.a.pool.snapshot()["tunnels"]
+        assert len(tunnels) == 1
+        t = tunnels[0]
+        assert (t["direction"], t["peer_node"], t["source_identity"], t["destination_identity"]) == (
+            "outbound", "node-b", CLIENT.identity, CATALOG.identity)
+        assert t["tls_version"] == "TLSv1.3" and t["cipher"] and t["streams_total"] == 1
+        assert t["bytes_sent"] > len(payload)
+        [inbound] = c.b.pool.snapshot()["tunnels"]
+        assert (inbound["direction"], inbound["peer_node"], inbound["source_identity"]) == (
+            "inbound", "node-a", CLIENT.identity)
+
+    run(test)
+
+
+def test_connections_in_flight_name_identities_on_both_sides() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        reader, writer = await c.connect(CATALOG)
+        writer.write(b"x")
+        assert await reader.readexactly(1) == b"x"
+        [out] = c.a.proxy.table.snapshot()["in_flight"]
+        [inn] = c.b.proxy.table.snapshot()["in_flight"]
+        assert (out["via"], out["connection_security_policy"], out["source_identity"],
+                out["destination_identity"]) == ("hbone", "mutual_tls", CLIENT.identity, CATALOG.identity)
+        assert (inn["via"], inn["connection_security_policy"], inn["source"], inn["source_identity"],
+                inn["destination_identity"]) == ("hbone", "mutual_tls", "shop/client", CLIENT.identity,
+                                                 CATALOG.identity)
+        writer.close()
+
+    run(test)
+
+
+def test_two_hundred_sequential_connections_share_one_tls_connection() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        for i in range(200):
+            assert await c.echo(CATALOG, b"%d" % i) == b"%d" % i
+        await settle()
+        assert c.a.pool.handshakes == 1
+        [t] = c.a.pool.snapshot()["tunnels"]
+        assert t["streams_total"] == 200 and t["streams_open"] == 0
+        assert c.b.totals()[("inbound", "ok")] == 200
+
+    run(test)
+
+
+def test_concurrent_connections_stay_within_the_pool_bounds() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        c.a.pool.max_streams = 10
+        c.a.pool.max_per_key = 2  # 30 at once: 20 go, 10 wait for a slot
+        got = await asyncio.gather(*(c.echo(CATALOG, b"%d" % i) for i in range(30)))
+        assert got == [b"%d" % i for i in range(30)]
+        assert c.a.pool.handshakes == 2
+
+    run(test)
+
+
+def test_same_node_traffic_skips_tls_but_keeps_identity_and_policy() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(LOCAL)
+        asked: list[tuple[str, str, int]] = []
+
+        def authorize(source: str, destination: Workload, port: int) -> bool:
+            asked.append((source, destination.ref, port))
+            return True
+
+        c.a.proxy.authorize = authorize
+        reader, writer = await c.connect(LOCAL)
+        writer.write(b"local")
+        assert await reader.readexactly(5) == b"local"
+        [conn] = c.a.proxy.table.snapshot()["in_flight"]
+        assert (conn["via"], conn["connection_security_policy"], conn["source_identity"],
+                conn["destination_identity"]) == ("local", "none", CLIENT.identity, LOCAL.identity)
+        writer.close()
+        assert asked == [(CLIENT.identity, "shop/local", APP_PORT)]
+        assert c.a.pool.handshakes == 0 and c.a.pool.snapshot()["tunnels"] == []
+
+    run(test)
+
+
+def test_non_meshed_destinations_are_connected_directly() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(LEGACY)
+        assert await c.echo(LEGACY) == b"hello through the mesh"
+        await settle()
+        assert c.a.pool.handshakes == 0 and c.b.totals().get(("inbound", "ok")) is None
+
+    run(test)
+
+
+async def refused_fast(c: Cluster, destination: Workload) -> None:
+    """The client learns at once (a reset), not after a timeout."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reader, writer = await c.connect(destination)
+    with pytest.raises(ConnectionResetError):
+        await reader.read()
+    writer.close()
+    assert loop.time() - start < 1.0
+
+
+@pytest.mark.parametrize("where", ["remote", "local"])
+def test_denied_by_policy_is_401_and_a_reset(where: str) -> None:
+    async def test(c: Cluster) -> None:
+        destination, agent = (CATALOG, c.b) if where == "remote" else (LOCAL, c.a)
+        await c.app(destination)
+        agent.proxy.authorize = lambda source, dest, port: False
+        await refused_fast(c, destination)
+        await settle()
+        assert c.b.totals().get(("inbound", "denied")) == (1 if where == "remote" else None)
+        assert c.a.totals()[("outbound", "upstream_401" if where == "remote" else "denied")] == 1
+
+    run(test)
+
+
+def test_an_app_that_does_not_listen_is_503_and_a_reset() -> None:
+    async def test(c: Cluster) -> None:
+        await refused_fast(c, CATALOG)
+        await settle()
+        assert c.b.totals()[("inbound", "app_unavailable")] == 1
+        assert c.a.totals()[("outbound", "upstream_503")] == 1
+        await refused_fast(c, CATALOG)  # again: the connection carrying the refusals stays up
+        assert c.a.pool.handshakes == 1
+
+    run(test)
+
+
+def test_a_server_with_another_identity_is_refused() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        c.identities.by_uid[CATALOG.uid] = spiffe("shop", "impostor")  # what B presents from now on
+        c.b.enroller.close()
+        await c.b.enroller.reconcile(c.view)  # type: ignore[arg-type]
+        await refused_fast(c, CATALOG)
+        assert c.a.totals()[("outbound", "identity_mismatch")] == 1
+        assert c.a.pool.failures == {"identity_mismatch": 1}
+        assert c.b.totals().get(("inbound", "ok")) is None
+
+    run(test)
+
+
+def test_a_source_without_a_certificate_fails_closed() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        del c.identities.by_uid[CLIENT.uid]
+        await refused_fast(c, CATALOG)
+        assert c.a.totals()[("outbound", "no_certificate")] == 1
+
+    run(test)
+
+
+def test_a_broken_connection_resets_its_streams_and_the_next_one_gets_a_fresh_one() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        reader, writer = await c.connect(CATALOG)
+        writer.write(b"before")
+        assert await reader.readexactly(6) == b"before"
+        [tunnel] = c.b.pool.inbound
+        tunnel.transport.abort()  # type: ignore[union-attr]
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 2)
+        writer.close()
+        assert await c.echo(CATALOG, b"after") == b"after"
+        assert c.a.pool.handshakes == 2
+
+    run(test)
+
+
+def test_a_renewed_certificate_is_used_by_new_connections_only() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        reader, writer = await c.connect(CATALOG)
+        writer.write(b"old")
+        assert await reader.readexactly(3) == b"old"
+        c.identities.renew(CLIENT.uid)
+        assert await c.echo(CATALOG, b"new") == b"new"
+        assert c.a.pool.handshakes == 2  # the renewed certificate got its own connection
+        writer.write(b"still")  # and the long-lived one kept working
+        assert await reader.readexactly(5) == b"still"
+        writer.close()
+
+    run(test)
+
+
+def test_idle_connections_are_closed() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        c.a.pool.idle_timeout = 0.2
+        assert await c.echo(CATALOG) == b"hello through the mesh"
+        await asyncio.sleep(0.6)
+        assert c.a.pool.snapshot()["tunnels"] == [] and c.b.pool.snapshot()["tunnels"] == []
+
+    run(test)
+
+
+class Capture:
+    """Every TCP payload on node-b's link (its port on the bridge), read with an AF_PACKET socket."""
+
+    ETH_P_ALL = 0x0003
+
+    def __init__(self) -> None:
+        with Netns(NAMES.netns_path(NAMES.bridge_netns)) as ns:
+            self.sock = ns.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.sock.bind((node_port_ifname("node-b"), self.ETH_P_ALL))
+        self.sock.setblocking(False)
+        self.segments: list[tuple[int, int, bytes]] = []  # (source port, destination port, payload)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                frame = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != socket.IPPROTO_TCP:
+                continue
+            ip = frame[14:]
+            ihl, total = (ip[0] & 0x0F) * 4, int.from_bytes(ip[2:4], "big")
+            tcp = ip[ihl:total]
+            offset = (tcp[12] >> 4) * 4
+            if len(tcp) > offset:
+                self.segments.append((int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big"),
+                                      bytes(tcp[offset:])))
+
+    def payload(self, port: int) -> bytes:
+        return b"".join(p for src, dst, p in self.segments if port in (src, dst))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_on_the_wire_cross_node_traffic_is_tls13_and_no_payload_shows() -> None:
+    marker = b"NODEMESH-SECRET-MARKER-"
+
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        await c.app(LEGACY)
+        capture = Capture()
+        try:
+            for _ in range(5):
+                assert await c.echo(CATALOG, marker * 100) == marker * 100
+                assert await c.echo(LEGACY, marker * 100) == marker * 100  # the control: not meshed
+                capture.drain()
+        finally:
+            capture.close()
+        tunnel, plain = capture.payload(15008), capture.payload(APP_PORT)
+        assert marker in plain, "the capture did not see the plaintext control traffic"
+        assert len(tunnel) > 5 * 2 * len(marker * 100), "the capture did not see the tunnel"
+        assert marker not in tunnel
+        assert tunnel.startswith(b"\x16\x03")  # a TLS handshake record opens the connection...
+        assert b"\x17\x03\x03" in tunnel  # ...then application data records
+        [t] = c.a.pool.snapshot()["tunnels"]
+        assert t["tls_version"] == "TLSv1.3"
+
+    run(test)

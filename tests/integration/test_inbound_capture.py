@@ -19,22 +19,25 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Awaitable, Callable, Iterator
 
 import pytest
 import uvloop
 
-from nodemesh.agent.ebpf.inbound import InboundCapture
-from nodemesh.agent.ebpf.steering import Steering
-from nodemesh.agent.inpod.enroller import Enroller
-from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns
-from nodemesh.agent.proxy.conntrack import INBOUND
-from nodemesh.agent.proxy.plaintext import NOT_CAPTURED, REFUSED_STRICT
-from nodemesh.agent.proxy.proxy import NodeProxy
-from nodemesh.agent.state.store import View
-from nodemesh.cgroups import unified_root
-from nodemesh.model import PERMISSIVE, STRICT, MeshModel, Workload
-from nodemesh.netns import Netns
+sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))  # the test CA, shared with unit tests
+from hbone_pki import Identities, TestCa, spiffe  # noqa: E402
+
+from nodemesh.agent.ebpf.inbound import InboundCapture  # noqa: E402
+from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
+from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
+from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns  # noqa: E402
+from nodemesh.agent.proxy.conntrack import INBOUND  # noqa: E402
+from nodemesh.agent.proxy.plaintext import NOT_CAPTURED, REFUSED_STRICT  # noqa: E402
+from nodemesh.agent.proxy.proxy import NodeProxy  # noqa: E402
+from nodemesh.agent.state.store import View  # noqa: E402
+from nodemesh.cgroups import unified_root  # noqa: E402
+from nodemesh.model import PERMISSIVE, STRICT, MeshModel, Workload  # noqa: E402
+from nodemesh.netns import Netns  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
@@ -134,9 +137,11 @@ class Scene:
         self.client_netns = Netns(net.client_path)
         self.app = App()
         self.view: View | None = None
+        # no tunnel pool: nothing in these tests leaves the node
         self.proxy = NodeProxy(view=lambda: self.view, original_dst=steering.original_dst,
-                               hop=None, connect_timeout=2.0)  # type: ignore[arg-type]
-        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture)
+                               tunnels=None, connect_timeout=2.0)  # type: ignore[arg-type]
+        identities = Identities(TestCa(), {"uid-pod": spiffe("ns")})  # the 15008 listener is TLS
+        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture, identities=identities)
 
     async def start(self, mode: str = PERMISSIVE) -> None:
         sock = self.pod_netns.socket()

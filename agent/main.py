@@ -2,7 +2,8 @@
 
 Start order matters for users: the programs are attached only once the proxy can serve, and
 on SIGTERM they are detached first, so a stopping agent never leaves pods steered to
-listeners that are gone.
+listeners that are gone. Certificates are requested as soon as the config names this node's
+meshed pods; the agent is ready once every one of them is enrolled and certified.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ class Agent:
 
     async def run(self) -> None:
         from nodemesh.agent.admin import HttpEndpoint
+        from nodemesh.agent.ebpf.inbound import InboundCapture
         from nodemesh.agent.ebpf.steering import Steering
+        from nodemesh.agent.identity.ca_client import CaClient
+        from nodemesh.agent.identity.manager import CertManager
         from nodemesh.agent.inpod.enroller import Enroller
-        from nodemesh.agent.proxy.hop import PlaintextHop
+        from nodemesh.agent.proxy.hbone.pool import TunnelPool
         from nodemesh.agent.proxy.proxy import NodeProxy
         from nodemesh.agent.xds.channel import ControllerAccess
         from nodemesh.agent.xds.client import ConfigClient
@@ -48,18 +52,24 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        access = ControllerAccess(self.controller, self.controller_ca, self.token)
+        self.certs = CertManager(CaClient(access).sign)
+        self.tunnels = TunnelPool(self.certs, self.connect_timeout)
         self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
-                               PlaintextHop(self.connect_timeout), self.connect_timeout)
+                               self.tunnels, self.connect_timeout)
         endpoints = [
-            HttpEndpoint("127.0.0.1", self.admin_port,
-                         {"/config_dump": self._config_dump, "/connections": self._connections}, loop),
+            HttpEndpoint("127.0.0.1", self.admin_port, {
+                "/config_dump": self._config_dump, "/connections": self._connections,
+                "/tunnels": self._tunnels, "/certs": self._certs}, loop),
             HttpEndpoint("0.0.0.0", self.readiness_port, {"/healthz/ready": self._ready}, loop),
         ]
         self.steering = Steering(self.cgroup)
+        capture = None
         try:
-            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy)
-            self.config = ConfigClient(ControllerAccess(self.controller, self.controller_ca, self.token),
-                                       self.node, self._apply, loop)
+            capture = InboundCapture()
+            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture,
+                                     identities=self.certs)
+            self.config = ConfigClient(access, self.node, self._apply, loop)
             for endpoint in endpoints:
                 endpoint.start()
             self.config.start()
@@ -73,6 +83,10 @@ class Agent:
             self.steering.close()  # first: pods' connections are no longer steered
             if hasattr(self, "enroller"):
                 self.enroller.close()
+            if capture is not None:
+                capture.close()
+            self.tunnels.close()
+            self.certs.close()
             for endpoint in endpoints:
                 endpoint.stop()
         log.info("agent stopped")
@@ -91,6 +105,7 @@ class Agent:
                 self.steering.set_destinations(self.view.mesh_destinations())
             return f"cannot program mesh destinations: {e}"
         self.view = view
+        self.certs.update(view.local_meshed(self.node), view.trust_bundle)
         await self.enroller.reconcile(view)
         log.info("applied config version %d: %d workloads, %d services, %d enrolled, %d pending",
                  view.version, len(view.model.workloads), len(view.model.services),
@@ -109,6 +124,10 @@ class Agent:
         if self.enroller.pending:
             return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "pods not enrolled",
                                                     "pending": self.enroller.pending}
+        uncertified = [c.workload.ref for c in self.certs.certs.values() if not self.certs.has_valid(c.workload.uid)]
+        if uncertified:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no workload certificate yet",
+                                                    "pods": uncertified}
         return HTTPStatus.OK, {"ready": True, "version": self.view.version}
 
     async def _config_dump(self) -> tuple[int, object]:
@@ -127,6 +146,12 @@ class Agent:
 
     async def _connections(self) -> tuple[int, object]:
         return HTTPStatus.OK, self.proxy.table.snapshot()
+
+    async def _tunnels(self) -> tuple[int, object]:
+        return HTTPStatus.OK, self.tunnels.snapshot()
+
+    async def _certs(self) -> tuple[int, object]:
+        return HTTPStatus.OK, self.certs.status()
 
 
 def _workload_json(w: object) -> dict[str, object]:
@@ -164,6 +189,7 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     import uvloop
 
     from nodemesh import logs
+    from nodemesh.agent.ebpf.inbound import CaptureError
     from nodemesh.agent.ebpf.steering import SteeringError
     from nodemesh.agent.xds.channel import CredentialsError, read_credentials
 
@@ -177,6 +203,6 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
                   connect_timeout, root_pem, token)
     try:
         uvloop.run(agent.run())
-    except (SteeringError, OSError) as e:
+    except (SteeringError, CaptureError, OSError) as e:
         log.error("%s", e)
         sys.exit(1)

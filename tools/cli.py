@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "controller": "nodemesh.controller.main:controller",
     "sim": "nodemesh.tools.sim.cli:sim",
     "demo": "nodemesh.tools.demo:demo",
+    "tunnels": "nodemesh.tools.observe:tunnels",
+    "certs": "nodemesh.tools.observe:certs",
 }
 
 

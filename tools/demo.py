@@ -4,8 +4,9 @@ Brings up tools/sim/examples/demo.yaml (two nodes; the meshed namespace ``shop``
 and the Service ``catalog`` backed by one pod per node; the plain namespace ``legacy``), sends
 connections from the client to the Service, and reports them from three points of view: the
 client's (which endpoint answered), the source agent's and the destination agents' (what they
-relayed). Then a pod outside the mesh connects to a meshed pod directly, and the agents show
-that they did not touch it. Tears everything down unless ``--keep``.
+relayed, over which mutual-TLS tunnel, with which workload identities). Then a pod outside the
+mesh connects to a meshed pod directly: its own agent does not steer it, and the destination's
+agent takes it as plaintext (the namespace is PERMISSIVE). Tears down unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -45,9 +46,7 @@ class Demo:
         return json.loads(result.stdout)
 
     def connections(self, node: str) -> dict[str, Any]:
-        from nodemesh.tools.admin_client import fetch
-
-        return fetch(self.names.netns_path(self.names.node_netns(node)), "/connections")
+        return self.admin(node, "/connections")
 
     def run(self, keep: bool) -> None:
         from nodemesh.tools.sim.cleanup import down
@@ -96,19 +95,41 @@ class Demo:
                         say(f"     agent on {node}: {n} inbound for {dest}, delivered inside the pod")
                         continue
                     dest_node = pods[dest]["node"]
-                    where = "on the same node" if dest_node == node else f"through the agent on {dest_node}"
+                    where = ("on the same node: straight to the app, no TLS needed" if dest_node == node
+                             else f"over mutual TLS (HBONE) to the agent on {dest_node}")
                     say(f"     agent on {node}: {n} outbound from shop/client to {dest} "
                         f"(asked for {vip}:80), {where}")
 
+        say("\n   the tunnels (`nodemesh tunnels`), pooled: many connections, one TLS connection:")
+        for node in nodes:
+            for t in self.admin(node, "/tunnels")["tunnels"]:
+                say(f"     {node} {t['direction']:8} peer {t['peer']}: {t['source_identity']} -> "
+                    f"{t['destination_identity']}, {t['streams_total']} streams, {t['tls_version']} "
+                    f"{t['cipher']}")
+        say("   the certificates (`nodemesh certs`), issued by the controller to each node's pods:")
+        for node in nodes:
+            for c in self.admin(node, "/certs"):
+                say(f"     {node} {c['workload']}: {c['identity']}, renews in {c['renew_in_seconds']:.0f}s")
+
         batch, target = "legacy/batch", pods["shop/catalog-a"]["ip"]
-        say(f"\n2. {batch} (namespace legacy, not meshed, on {pods[batch]['node']}) -> "
+        batch_node, target_node = pods[batch]["node"], pods["shop/catalog-a"]["node"]
+        say(f"\n2. {batch} (namespace legacy, not meshed, on {batch_node}) -> "
             f"shop/catalog-a's pod IP {target}:8080, 5 connections")
         before = after
         tally = self.client(batch, f"{target}:8080", 5)
         after = {n: self.connections(n) for n in nodes}
-        seen = sum(n for node in nodes for _, _, n in _new_connections(before[node], after[node]))
+        steered = sum(n for d, _, n in _new_connections(before[batch_node], after[batch_node]) if d == "outbound")
+        plaintext = sum(n for d, dest, n in _new_connections(before[target_node], after[target_node])
+                        if d == "inbound" and dest == "shop/catalog-a")
         say(f"   the client saw: {tally['servers']}; failed: {tally['failed']}")
-        say(f"   the agents saw {seen} of them: pods outside the mesh are not steered.")
+        say(f"   the agent on {batch_node} steered {steered} of them: pods outside the mesh are not steered.")
+        say(f"   the agent on {target_node} took {plaintext} as plaintext inbound (eBPF sk_lookup into 15006): "
+            f"namespace shop is PERMISSIVE, so they were let through and marked as not mutual TLS.")
+
+    def admin(self, node: str, path: str) -> Any:
+        from nodemesh.tools.admin_client import fetch
+
+        return fetch(self.names.netns_path(self.names.node_netns(node)), path)
 
 
 def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, int]]:

@@ -88,9 +88,9 @@ class Steering:
         except Exception as e:
             self.close()
             raise SteeringError(f"cannot attach steering programs to {cgroup}: {e}") from e
-        self.enrolled = self._bpf["enrolled_pods"]
-        self.destinations = self._bpf["mesh_destinations"]
-        self.orig_by_tuple = self._bpf["orig_by_tuple"]
+        self.enrolled = self._bpf[b"enrolled_pods"]
+        self.destinations = self._bpf[b"mesh_destinations"]
+        self.orig_by_tuple = self._bpf[b"orig_by_tuple"]
         self._dest_keys: dict[int, int] = {}
         log.info("steering programs attached to %s", cgroup)
 

@@ -33,13 +33,15 @@ def nodemesh(*args: str, timeout: float = 120, check: bool = True, input: str | 
 
 
 class SimCluster:
-    def __init__(self, name: str, file: Path) -> None:
+    def __init__(self, name: str, file: Path, controller_args: tuple[str, ...] = ()) -> None:
         self.name = name
         self.file = file
         self.names = SimNames(name)
+        self.controller_args = controller_args
 
     def up(self) -> None:
-        nodemesh("sim", "up", "-f", str(self.file), "--name", self.name, timeout=180)
+        nodemesh("sim", "up", "-f", str(self.file), "--name", self.name,
+                 *(f"--controller-arg={a}" for a in self.controller_args), timeout=180)
 
     def down(self) -> None:
         nodemesh("sim", "down", "--name", self.name, timeout=120)
@@ -109,11 +111,11 @@ class SimCluster:
 
 
 def module_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                   name: str, yaml_text: str) -> Iterator[SimCluster]:
+                   name: str, yaml_text: str, controller_args: tuple[str, ...] = ()) -> Iterator[SimCluster]:
     """One cluster shared by a module's tests (bringing one up costs seconds)."""
     file = tmp_path_factory.mktemp(name) / "cluster.yaml"
     file.write_text(yaml_text)
-    cluster = SimCluster(name, file)
+    cluster = SimCluster(name, file, controller_args)
     try:
         cluster.up()
         yield cluster

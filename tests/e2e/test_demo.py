@@ -24,7 +24,12 @@ def test_demo_shows_traffic_steered_through_the_agents_and_cleans_up() -> None:
     # both agents relayed: node-a's outbound to each endpoint, node-b's inbound for catalog-b
     assert re.search(r"agent on node-a: \d+ outbound from shop/client to shop/catalog-b", out), out
     assert re.search(r"agent on node-b: \d+ inbound for shop/catalog-b", out), out
-    # the pod outside the mesh got through, and no agent saw it
-    assert "the agents saw 0 of them: pods outside the mesh are not steered." in out, out
+    # mutual TLS between the nodes, with the workloads' identities, pooled
+    assert re.search(r"node-a outbound peer \S+:15008: spiffe://cluster.local/ns/shop/sa/client -> "
+                     r"spiffe://cluster.local/ns/shop/sa/catalog, \d+ streams, TLSv1.3", out), out
+    assert "node-a shop/client: spiffe://cluster.local/ns/shop/sa/client, renews in" in out, out
+    # the pod outside the mesh got through: not steered at its node, taken as plaintext at the other
+    assert "the agent on node-b steered 0 of them: pods outside the mesh are not steered." in out, out
+    assert "the agent on node-a took 5 as plaintext inbound" in out, out
     assert "nothing left behind" in out
     assert leftovers(names) == []

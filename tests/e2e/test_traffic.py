@@ -131,8 +131,9 @@ def test_destination_agent_names_the_source(cluster: SimCluster) -> None:
                     if c["direction"] == "outbound" and c["destination"] == "shop/echo-2"]
         inbound = [c for c in cluster.admin("node-b", "/connections")["in_flight"]
                    if c["direction"] == "inbound" and c["destination"] == "shop/echo-2"]
-        assert outbound and outbound[0]["original_dst"] == f"{vip}:80" and outbound[0]["via"] == "hop"
-        assert inbound and inbound[0]["source"] == "shop/client"
+        assert outbound and outbound[0]["original_dst"] == f"{vip}:80" and outbound[0]["via"] == "hbone"
+        # idle pods here run as the namespace's default service account
+        assert inbound and inbound[0]["source_identity"] == "spiffe://cluster.local/ns/shop/sa/default"
     finally:
         hold.kill()
         hold.wait()
@@ -152,10 +153,13 @@ def test_meshed_pod_to_a_non_mesh_address_is_not_steered(cluster: SimCluster) ->
 
 
 def test_pod_in_a_non_meshed_namespace_is_not_steered(cluster: SimCluster) -> None:
-    before_a, before_b = cluster.totals("node-a"), cluster.totals("node-b")
+    before_a = cluster.totals("node-a")
+    before_plaintext = cluster.inbound_to("node-b", "shop/catalog-b")
     tally = cluster.client("legacy/legacy-client", f"{cluster.pod_ip('shop/catalog-b')}:8080", count=5)
     assert tally["failed"] == 0 and tally["servers"] == {"catalog-b": 5}, tally
-    assert cluster.totals("node-a") == before_a and cluster.totals("node-b") == before_b
+    assert cluster.totals("node-a") == before_a  # its own node's agent never saw them
+    # the destination's agent takes them as plaintext from outside the mesh (PERMISSIVE)
+    assert cluster.inbound_to("node-b", "shop/catalog-b") - before_plaintext == 5
     # and a service VIP means nothing to it: only the mesh makes VIPs work
     unsteered = cluster.client("legacy/legacy-client", f"{cluster.vip('shop/catalog')}:80", count=1, timeout=2)
     assert unsteered["failed"] == 1, unsteered

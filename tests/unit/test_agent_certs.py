@@ -1,0 +1,124 @@
+"""The agent's certificate manager against a real CA: issue, renew at half life, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import pytest
+import uvloop
+from cryptography import x509
+
+from nodemesh.agent.identity.manager import CertManager
+from nodemesh.agent.proxy.hbone.tls import NoCertificate
+from nodemesh.controller.ca.store import self_signed
+from nodemesh.model import Workload
+
+LIFETIME = dt.timedelta(seconds=2)
+
+
+def workload(name: str) -> Workload:
+    return Workload(uid=f"uid-{name}", name=name, namespace="shop", service_account=name, node="node-a",
+                    ip="10.10.1.10", meshed=True, identity=f"spiffe://cluster.local/ns/shop/sa/{name}")
+
+
+class Signer:
+    """The controller's signing, in process; ``down`` makes it fail like an absent controller."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.authority = self_signed(state_dir)
+        self.down = False
+        self.calls = 0
+
+    def __call__(self, uid: str, csr_pem: bytes) -> bytes:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("controller unavailable")
+        csr = x509.load_pem_x509_csr(csr_pem)
+        identity = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .get_values_for_type(x509.UniformResourceIdentifier)[0]
+        return self.authority.issue_workload(csr.public_key(), identity, LIFETIME).chain_pem
+
+
+def run(coro) -> None:  # type: ignore[no-untyped-def]
+    uvloop.run(asyncio.wait_for(coro, 30))
+
+
+async def handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> str:
+    """A real TLS handshake on loopback; the server's view of the client's certificate."""
+    seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not seen.done():
+            seen.set_result(writer.get_extra_info("ssl_object").version())
+        writer.close()
+
+    srv = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=server)
+    _, writer = await asyncio.open_connection(*srv.sockets[0].getsockname(), ssl=client, server_hostname="")
+    version = await asyncio.wait_for(seen, 5)
+    writer.close()
+    srv.close()
+    return version
+
+
+def test_issues_then_renews_at_half_life_and_contexts_keep_working(tmp_path: Path) -> None:
+    signer = Signer(tmp_path)
+
+    async def main() -> None:
+        certs = CertManager(signer)
+        a, b = workload("a"), workload("b")
+        certs.update([a, b], signer.authority.bundle_pem)
+        assert await certs.wait_ready(a.uid, 5) and await certs.wait_ready(b.uid, 5)
+        front = certs.server_context(b.uid)  # what a listener holds for its whole life
+        assert await handshake(certs.client_context(a.uid), front) == "TLSv1.3"
+        first = certs.certs[a.uid].serial
+        await asyncio.sleep(LIFETIME.total_seconds() * 0.75)
+        assert certs.certs[a.uid].serial != first  # renewed at half life
+        assert await handshake(certs.client_context(a.uid), front) == "TLSv1.3"
+        status = {s["identity"]: s for s in certs.status()}
+        assert status[a.identity]["valid"] and status[a.identity]["renew_in_seconds"] is not None
+        certs.close()
+
+    run(main())
+
+
+def test_fails_closed_after_expiry_and_recovers(tmp_path: Path) -> None:
+    signer = Signer(tmp_path)
+
+    async def main() -> None:
+        certs = CertManager(signer)
+        a = workload("a")
+        certs.update([a], signer.authority.bundle_pem)
+        assert await certs.wait_ready(a.uid, 5)
+        signer.down = True
+        await asyncio.sleep(LIFETIME.total_seconds() + 0.5)
+        with pytest.raises(NoCertificate, match="expired at .*controller unavailable"):
+            certs.client_context(a.uid)
+        assert not certs.status()[0]["valid"]
+        signer.down = False
+        for _ in range(80):
+            if certs.has_valid(a.uid):
+                break
+            await asyncio.sleep(0.1)
+        assert certs.client_context(a.uid)
+        certs.close()
+
+    run(main())
+
+
+def test_workloads_that_leave_lose_their_certificates(tmp_path: Path) -> None:
+    signer = Signer(tmp_path)
+
+    async def main() -> None:
+        certs = CertManager(signer)
+        a = workload("a")
+        certs.update([a], signer.authority.bundle_pem)
+        assert await certs.wait_ready(a.uid, 5)
+        certs.update([], signer.authority.bundle_pem)
+        with pytest.raises(NoCertificate, match="not enrolled"):
+            certs.client_context(a.uid)
+        certs.close()
+
+    run(main())

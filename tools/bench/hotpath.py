@@ -1,10 +1,10 @@
-"""What the hot path costs now: connection rate and added latency, mesh against direct.
+"""What the hot path costs now: connection rate, latency and throughput, mesh against direct.
 
 Brings up a small simulated cluster (client pods on node-a, a server on each node), then, for
 several interleaved rounds, runs the same load generator (``loadgen``) for each setup:
-  direct      a pod outside the mesh -> the server pod's IP on node-b (no agent involved)
-  cross-node  a meshed pod -> a Service VIP backed by the node-b server (both agents, the hop)
-  same-node   a meshed pod -> a Service VIP backed by the node-a server (one agent, the hop)
+  direct      a pod outside the mesh -> a server outside the mesh on node-b (no agent involved)
+  cross-node  a meshed pod -> a Service VIP backed by the node-b server (both agents, HBONE)
+  same-node   a meshed pod -> a Service VIP backed by the node-a server (one agent, no TLS)
 and prints min/median/max per metric with the ratio to direct. Measures; asserts nothing.
 
     python -m nodemesh.tools.bench.hotpath [--rounds 3] [--seconds 3] [--count 2000]
@@ -55,6 +55,13 @@ spec:
   containers: [{name: server, command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]}]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: server-b, namespace: plain}
+spec:
+  nodeName: node-b
+  containers: [{name: server, command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]}]
+---
+apiVersion: v1
 kind: Service
 metadata: {name: server-b, namespace: bench}
 spec: {selector: {app: server-b}, ports: [{port: 80, targetPort: 8080}]}
@@ -83,20 +90,23 @@ def loadgen(pod: str, *args: str) -> dict:
 @click.option("--seconds", default=3.0, show_default=True, help="Length of each connection-rate run.")
 @click.option("--count", default=2000, show_default=True, help="Round trips per latency run.")
 @click.option("--concurrency", default=8, show_default=True)
-def main(rounds: int, seconds: float, count: int, concurrency: int) -> None:
+@click.option("--megabytes", default=64, show_default=True, help="Echoed through one connection per bulk run.")
+def main(rounds: int, seconds: float, count: int, concurrency: int, megabytes: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "bench.yaml"
         file.write_text(CLUSTER)
         nodemesh("sim", "up", "-f", str(file), "--name", SIM)
         try:
             status = json.loads(nodemesh("sim", "status", "--name", SIM, "-o", "json"))
-            for pod in ("plain/client", "bench/client"):
-                # Thousands of short connections per second from one address: let the client pods
-                # reuse TIME_WAIT ports, as load generators' hosts do, or the port search dominates.
+            for pod in status["pods"]:
+                # Thousands of short connections per second from one address: let the pods reuse
+                # TIME_WAIT ports, as load-test hosts do, or the port search dominates. The server
+                # pods need it too: the agent delivers to the app from inside the pod, and its
+                # side closes first, so its TIME_WAIT ports pile up there.
                 nodemesh("sim", "exec", "--name", SIM, pod, "--", "sysctl", "-q", "-w",
                          "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
             setups = {
-                "direct": ("plain/client", f"{status['pods']['bench/server-b']['ip']}:8080"),
+                "direct": ("plain/client", f"{status['pods']['plain/server-b']['ip']}:8080"),
                 "cross-node": ("bench/client", f"{status['services']['bench/server-b']['vip']}:80"),
                 "same-node": ("bench/client", f"{status['services']['bench/server-a']['vip']}:80"),
             }
@@ -106,8 +116,9 @@ def main(rounds: int, seconds: float, count: int, concurrency: int) -> None:
                     conn = loadgen(pod, "conn", target, "--seconds", str(seconds),
                                    "--concurrency", str(concurrency))
                     rr = loadgen(pod, "rr", target, "--count", str(count), "--size", "64")
+                    bulk = loadgen(pod, "bulk", target, "--megabytes", str(megabytes))
                     for key, value in (("conn/s", conn["per_second"]), ("p50 us", rr["p50_us"]),
-                                       ("p99 us", rr["p99_us"])):
+                                       ("p99 us", rr["p99_us"]), ("bulk MB/s", bulk["mb_per_s"])):
                         results[setup].setdefault(key, []).append(value)
                 click.echo(f"round {r + 1}/{rounds} done", err=True)
         finally:

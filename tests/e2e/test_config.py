@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NODEMESH, SimCluster, module_cluster
+from simcluster import NODEMESH, SimCluster, module_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 

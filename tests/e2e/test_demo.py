@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import nodemesh
+from simcluster import nodemesh
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
 

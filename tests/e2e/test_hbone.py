@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import NODEMESH, SimCluster, module_cluster, nodemesh
+from simcluster import NODEMESH, SimCluster, module_cluster, nodemesh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import SimCluster, module_cluster
+from simcluster import SimCluster, module_cluster
 from test_traffic import exec_argv, idle_pod, server_pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]

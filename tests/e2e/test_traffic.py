@@ -15,7 +15,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import SimCluster, module_cluster
+from simcluster import SimCluster, module_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
@@ -140,7 +140,7 @@ def test_destination_agent_names_the_source(cluster: SimCluster) -> None:
 
 
 def exec_argv(cluster: SimCluster, pod: str) -> list[str]:
-    from conftest import NODEMESH
+    from simcluster import NODEMESH
 
     return [NODEMESH, "sim", "exec", "--name", cluster.name, pod, "--"]
 

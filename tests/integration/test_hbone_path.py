@@ -20,8 +20,7 @@ from typing import Awaitable, Callable, Iterator
 import pytest
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))  # the test CA, shared with unit tests
-from hbone_pki import Identities, TestCa, spiffe  # noqa: E402
+from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.proxy.hbone.pool import TunnelPool  # noqa: E402

@@ -24,8 +24,7 @@ from typing import Awaitable, Callable, Iterator
 import pytest
 import uvloop
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))  # the test CA, shared with unit tests
-from hbone_pki import Identities, TestCa, spiffe  # noqa: E402
+from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 
 from nodemesh.agent.ebpf.inbound import InboundCapture  # noqa: E402
 from nodemesh.agent.ebpf.steering import Steering  # noqa: E402

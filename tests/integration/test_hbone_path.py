@@ -21,6 +21,7 @@ import pytest
 import uvloop
 
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
+from wire import Capture  # tests/: the capture on the simulated bridge
 
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.proxy.hbone.pool import TunnelPool  # noqa: E402
@@ -28,7 +29,7 @@ from nodemesh.agent.proxy.proxy import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
 from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
 from nodemesh.netns import Netns  # noqa: E402
-from nodemesh.tools.sim.names import SimNames, node_port_ifname  # noqa: E402
+from nodemesh.tools.sim.names import SimNames  # noqa: E402
 from nodemesh.tools.sim.plan import ClusterPlan, NodePlan, PodPlan  # noqa: E402
 
 pytestmark = pytest.mark.kernel
@@ -380,48 +381,13 @@ def test_idle_connections_are_closed() -> None:
     run(test)
 
 
-class Capture:
-    """Every TCP payload on node-b's link (its port on the bridge), read with an AF_PACKET socket."""
-
-    ETH_P_ALL = 0x0003
-
-    def __init__(self) -> None:
-        with Netns(NAMES.netns_path(NAMES.bridge_netns)) as ns:
-            self.sock = ns.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        self.sock.bind((node_port_ifname("node-b"), self.ETH_P_ALL))
-        self.sock.setblocking(False)
-        self.segments: list[tuple[int, int, bytes]] = []  # (source port, destination port, payload)
-
-    def drain(self) -> None:
-        while True:
-            try:
-                frame = self.sock.recv(65536)
-            except BlockingIOError:
-                return
-            if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != socket.IPPROTO_TCP:
-                continue
-            ip = frame[14:]
-            ihl, total = (ip[0] & 0x0F) * 4, int.from_bytes(ip[2:4], "big")
-            tcp = ip[ihl:total]
-            offset = (tcp[12] >> 4) * 4
-            if len(tcp) > offset:
-                self.segments.append((int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big"),
-                                      bytes(tcp[offset:])))
-
-    def payload(self, port: int) -> bytes:
-        return b"".join(p for src, dst, p in self.segments if port in (src, dst))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_on_the_wire_cross_node_traffic_is_tls13_and_no_payload_shows() -> None:
     marker = b"NODEMESH-SECRET-MARKER-"
 
     async def test(c: Cluster) -> None:
         await c.app(CATALOG)
         await c.app(LEGACY)
-        capture = Capture()
+        capture = Capture(NAMES, "node-b")
         try:
             for _ in range(5):
                 assert await c.echo(CATALOG, marker * 100) == marker * 100

@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-e2e proto clean
+.PHONY: setup demo test test-fast test-e2e bench proto clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,10 @@ test-fast: setup
 
 test-e2e: setup
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# The benchmark (under 10 minutes): writes docs/benchmarks.md and its plots.
+bench: setup
+	$(VENV)/bin/nodemesh bench --out docs/benchmarks --report docs/benchmarks.md
 
 # Regenerates the gRPC stubs from nodemesh/api/mesh.proto (they are committed).
 proto: setup

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "demo": "nodemesh.tools.demo:demo",
     "tunnels": "nodemesh.tools.observe:tunnels",
     "certs": "nodemesh.tools.observe:certs",
+    "bench": "nodemesh.tools.bench.run:bench",
 }
 
 

@@ -7,7 +7,7 @@ answers. Every setup runs in the same run, rounds interleaved:
   hbone        a CONNECT stream with the agent's settings (``tunnel.TUNED``)
   hbone-h2-defaults  the same with h2's default windows and frame size: what tuning buys
 The client writes 256 KiB at a time, as the relay does with what it reads from a socket; the
-relay's own socket reads are not part of this (see hotpath.py for the whole path). Measures;
+relay's own socket reads are not part of this (see run.py, `nodemesh bench`, for the whole path). Measures;
 asserts nothing.
 
     python -m nodemesh.tools.bench.hbone [--rounds 3] [--mib 256] [--count 5000]

@@ -167,6 +167,16 @@ def _service_json(s: object) -> dict[str, object]:
     return d
 
 
+def _raise_file_limit() -> None:
+    """Two descriptors per relayed connection: take all the open files the host allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.info("open files limit raised from %d to %d", soft, hard)
+
+
 @click.command()
 @click.option("--node", required=True, help="This node's name (pods' spec.nodeName).")
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
@@ -194,6 +204,7 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     from nodemesh.agent.xds.channel import CredentialsError, read_credentials
 
     logs.setup(log_level)
+    _raise_file_limit()
     try:
         root_pem, token = read_credentials(controller_ca, token_file)
     except CredentialsError as e:

@@ -174,7 +174,13 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
     feed = ModelFeed(source.load())
     _check_bindable(host, port)
     # No SO_REUSEPORT: a second controller on the same port must fail, not share the traffic.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    # Agents ping every 10 s to notice a vanished controller; gRPC servers refuse pings more
+    # often than every 5 minutes by default ("too many pings" then GOAWAY): accept theirs.
+    server = grpc.aio.server(options=[
+        ("grpc.so_reuseport", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ])
     servicer = ConfigServicer(feed, tokens, authority.bundle_pem)
     mesh_pb2_grpc.add_MeshConfigServicer_to_server(servicer, server)
     mesh_pb2_grpc.add_CertificateAuthorityServicer_to_server(

@@ -29,6 +29,7 @@ def results() -> dict:
     return {"machine": MACHINE, "profile": {"rounds": 3}, "records": records,
             "memory": {"idle_mb": {"node-a": 50.0, "node-b": 48.0}, "held": {"open": 10000},
                        "held_mb": {"node-a": 90.0, "node-b": 80.0}, "churn": {"connections": 50000},
+                       "before_churn_mb": {"node-a": 50.5, "node-b": 48.0},
                        "after_churn_mb": {"node-a": 51.0, "node-b": 48.5}}}
 
 

@@ -98,10 +98,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     out.append(("CPU <= 0.06 vCPU per 1000 rps of 1 KiB, both agents", None if cpu is None else cpu <= 0.06,
                 f"{cpu:.3f} vCPU per 1000 rps" if cpu is not None else "-"))
     mem = results.get("memory", {})
-    idle, churned = mem.get("idle_mb", {}), mem.get("after_churn_mb", {})
-    if idle and churned:
+    idle, before, churned = mem.get("idle_mb", {}), mem.get("before_churn_mb", {}), mem.get("after_churn_mb", {})
+    if idle and before and churned:
         worst_idle = max(idle.values())
-        growth = max(churned[n] - idle[n] for n in idle)
+        growth = max(churned[n] - before[n] for n in before)
         out.append(("agent memory < 60 MB idle", worst_idle < 60, f"{worst_idle:.0f} MB idle (largest agent)"))
         out.append(("agent memory flat under churn", growth < 0.1 * worst_idle,
                     f"{growth:+.1f} MB after {mem.get('churn', {}).get('connections', '?')} connections"))
@@ -178,8 +178,9 @@ def write_report(results: dict[str, Any], out: Path, report: Path) -> str:
     if mem:
         lines += ["", "## Agent memory (RSS, MB)", "",
                   f"idle {fmt_nodes(mem.get('idle_mb'))}; with {mem.get('held', {}).get('open', '?')} connections "
-                  f"open {fmt_nodes(mem.get('held_mb'))}; after {mem.get('churn', {}).get('connections', '?')} "
-                  f"connections of churn {fmt_nodes(mem.get('after_churn_mb'))}"]
+                  f"open {fmt_nodes(mem.get('held_mb'))}; once they closed {fmt_nodes(mem.get('before_churn_mb'))}; "
+                  f"after {mem.get('churn', {}).get('connections', '?')} more connections of churn "
+                  f"{fmt_nodes(mem.get('after_churn_mb'))}"]
     lines += ["", "## Results", "", table(results), ""]
     lines += [f"![{name}]({os.path.relpath(out / name, report.parent)})" for name in images]
     text = "\n".join(lines) + "\n"

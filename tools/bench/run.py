@@ -151,6 +151,8 @@ class Bench:
             self.memory["held_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
         finally:
             hold.communicate(timeout=120)
+        time.sleep(1.0)
+        self.memory["before_churn_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
         churn = self.loadgen(mesh.pod, "churn", mesh.target, "--count", str(p.churn), "--concurrency", "16")
         self.memory["churn"] = churn
         time.sleep(1.0)

@@ -43,7 +43,7 @@ Key = tuple[str, str, str]  # (source workload uid, destination pod IP, destinat
 
 class TunnelPool:
     def __init__(self, identities: Identities, connect_timeout: float = 5.0, idle_timeout: float = 60.0,
-                 max_streams: int = MAX_CONCURRENT_STREAMS, max_per_key: int = 4, max_total: int = 1024) -> None:
+                 max_streams: int = MAX_CONCURRENT_STREAMS, max_per_key: int = 128, max_total: int = 1024) -> None:
         self.identities = identities
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout

@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import asyncio
 
-from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy.conntrack import OUTBOUND, Connection
 from nodemesh.agent.proxy.hbone.client import TunnelError
 from nodemesh.agent.proxy.inbound import Refused, connect_app
-from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.agent.proxy.proxy import PodAccepted
 from nodemesh.agent.proxy.relay import reset
 from nodemesh.agent.proxy.route import NoRoute
 
 
-class OutboundAccept(Accepted):
+class OutboundAccept(PodAccepted):
     """A just-accepted steered connection, until it is spliced."""
-
-    __slots__ = ("proxy", "pod")
-
-    def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
-        super().__init__()
-        self.proxy = proxy
-        self.pod = pod
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

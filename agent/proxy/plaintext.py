@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-from nodemesh.agent.inpod.pod import PLAINTEXT_PORT, PodNetns
+from nodemesh.agent.inpod.pod import PLAINTEXT_PORT
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
-from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.agent.proxy.proxy import PodAccepted
 from nodemesh.model import STRICT
 
 REFUSED_STRICT = "refused_plaintext"
@@ -34,15 +34,8 @@ def refusal(mtls_mode: str, local_port: int) -> tuple[str, str] | None:
     return None
 
 
-class PlaintextAccept(Accepted):
+class PlaintextAccept(PodAccepted):
     """A captured plaintext connection, until it is refused or spliced to the app."""
-
-    __slots__ = ("proxy", "pod")
-
-    def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
-        super().__init__()
-        self.proxy = proxy
-        self.pod = pod
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

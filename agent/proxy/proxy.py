@@ -71,6 +71,17 @@ class Accepted(asyncio.Protocol):
             self.task.cancel()
 
 
+class PodAccepted(Accepted):
+    """An ``Accepted`` on one of a pod's listeners: it knows the proxy and the pod."""
+
+    __slots__ = ("proxy", "pod")
+
+    def __init__(self, proxy: "NodeProxy", pod: "PodNetns") -> None:
+        super().__init__()
+        self.proxy = proxy
+        self.pod = pod
+
+
 class NodeProxy:
     def __init__(
         self,

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
-from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest

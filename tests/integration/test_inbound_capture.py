@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest

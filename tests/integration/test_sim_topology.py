@@ -7,7 +7,6 @@ veths, routes, cgroups and the example apps.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -100,7 +99,7 @@ def test_exec_runs_in_the_pods_netns_and_cgroup_with_its_env(cluster, cli):
     out = _exec(cli, names, "shop/client", "sh", "-c",
                 "cat /proc/self/cgroup; ip -o -4 addr show dev eth0; echo $POD_NAME $POD_IP $NODE_NAME")
     assert out.returncode == 0, out.stderr
-    cgroup = f"0::/nodemesh-t1/node-a/pods/shop.client"
+    cgroup = "0::/nodemesh-t1/node-a/pods/shop.client"
     assert cgroup in out.stdout.splitlines()
     assert " 10.10.1.11/32 " in out.stdout
     assert out.stdout.splitlines()[-1] == "client 10.10.1.11 node-a"

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import socket
 import time
-from pathlib import Path
 from typing import Awaitable, Callable
 
 import grpc

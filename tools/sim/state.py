@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nodemesh.tools.sim.names import SimError, SimNames

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(python3-bpfcc linux-headers-amd64 iproute2 bpftool tcpdump nodejs python3-venv python3-dev gcc haproxy)
+DEBIAN_PACKAGES=(python3-bpfcc linux-headers-amd64 iproute2 bpftool nodejs python3-venv python3-dev gcc haproxy)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "nodemesh setup: run as root (it installs Debian packages and loads eBPF programs)." >&2

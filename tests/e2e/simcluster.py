@@ -22,6 +22,58 @@ from nodemesh.tools.sim.names import SimNames
 
 NODEMESH = str(Path(sys.executable).parent / "nodemesh")
 
+SERVER = '[python3, -m, nodemesh.tools.apps.server, --port, "8080"]'
+IDLE = "[sleep, infinity]"
+
+
+# -- cluster YAML, one way for every e2e module ---------------------------------------------
+def pod_yaml(name: str, namespace: str, node: str, labels: dict[str, str], command: str,
+             service_account: str | None = None) -> str:
+    """A Pod document; no service account means the namespace's default one."""
+    label_lines = "".join(f"\n    {k}: {v}" for k, v in labels.items())
+    account = f"\n  serviceAccountName: {service_account}" if service_account else ""
+    return f"""
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: {namespace}
+  labels:{label_lines}
+spec:
+  nodeName: {node}{account}
+  containers:
+    - name: main
+      command: {command}
+"""
+
+
+def server_pod(name: str, node: str, labels: dict[str, str], namespace: str = "shop",
+               service_account: str | None = None) -> str:
+    """The example server on 8080; its service account is its own name unless given."""
+    return pod_yaml(name, namespace, node, labels, SERVER, service_account or name)
+
+
+def idle_pod(name: str, node: str, namespace: str, app: str = "idle", service_account: str | None = None) -> str:
+    return pod_yaml(name, namespace, node, {"app": app}, IDLE, service_account)
+
+
+def service(name: str, selector: str, namespace: str = "shop") -> str:
+    return f"""
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  selector:
+    app: {selector}
+  ports:
+    - port: 80
+      targetPort: 8080
+"""
+
 
 def nodemesh(*args: str, timeout: float = 120, check: bool = True, input: str | None = None
              ) -> subprocess.CompletedProcess[str]:

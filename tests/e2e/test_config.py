@@ -8,30 +8,13 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import NODEMESH, SimCluster, module_cluster
+from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, server_pod, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
 
 def cluster_yaml(spare_app: str) -> str:
     """catalog selects app=catalog; the pod `spare` joins it when spare_app == "catalog"."""
-    pods = ""
-    for name, node, app in (("catalog-a", "node-a", "catalog"), ("spare", "node-b", spare_app)):
-        pods += f"""
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: shop
-  labels:
-    app: {app}
-spec:
-  nodeName: {node}
-  containers:
-    - name: server
-      command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]
-"""
     return """
 apiVersion: v1
 kind: Namespace
@@ -39,30 +22,12 @@ metadata:
   name: shop
   labels:
     nodemesh.io/mesh: enabled
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-  namespace: shop
-spec:
-  nodeName: node-a
-  containers:
-    - name: main
-      command: [sleep, infinity]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: catalog
-  namespace: shop
-spec:
-  selector:
-    app: catalog
-  ports:
-    - port: 80
-      targetPort: 8080
-""" + pods
+""" + "".join([
+        idle_pod("client", "node-a", "shop"),
+        service("catalog", "catalog"),
+        server_pod("catalog-a", "node-a", {"app": "catalog"}, service_account="default"),
+        server_pod("spare", "node-b", {"app": spare_app}, service_account="default"),
+    ])
 
 
 # Connects to the VIP every 20 ms for DURATION seconds; prints "<unix time> <server name>".

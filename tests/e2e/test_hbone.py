@@ -11,23 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import NODEMESH, SimCluster, module_cluster, nodemesh
+from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, nodemesh, server_pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
-
-def pod(name: str, namespace: str, node: str, sa: str, server: bool) -> str:
-    command = '[python3, -m, nodemesh.tools.apps.server, --port, "8080"]' if server else "[sleep, infinity]"
-    return f"""
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: {namespace}, labels: {{app: {name}}}}}
-spec:
-  nodeName: {node}
-  serviceAccountName: {sa}
-  containers: [{{name: main, command: {command}}}]
-"""
-
 
 CLUSTER = """
 apiVersion: v1
@@ -48,11 +34,11 @@ kind: Service
 metadata: {name: near, namespace: shop}
 spec: {selector: {app: catalog-a}, ports: [{port: 80, targetPort: 8080}]}
 """ + "".join([
-    pod("client", "shop", "node-a", "client", server=False),
-    pod("catalog-a", "shop", "node-a", "catalog", server=True),
-    pod("catalog-b", "shop", "node-b", "catalog", server=True),
-    pod("batch", "legacy", "node-b", "default", server=True),
-    pod("old-client", "legacy", "node-a", "default", server=False),
+    idle_pod("client", "node-a", "shop", app="client", service_account="client"),
+    server_pod("catalog-a", "node-a", {"app": "catalog-a"}, service_account="catalog"),
+    server_pod("catalog-b", "node-b", {"app": "catalog-b"}, service_account="catalog"),
+    server_pod("batch", "node-b", {"app": "batch"}, namespace="legacy", service_account="default"),
+    idle_pod("old-client", "node-a", "legacy", app="old-client"),
 ])
 
 CLIENT_SA = "spiffe://cluster.local/ns/shop/sa/client"

@@ -12,8 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import SimCluster, module_cluster
-from test_traffic import exec_argv, idle_pod, server_pod
+from simcluster import SimCluster, idle_pod, module_cluster, server_pod
+from test_traffic import exec_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 

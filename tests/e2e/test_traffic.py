@@ -15,63 +15,9 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import SimCluster, module_cluster
+from simcluster import SimCluster, idle_pod, module_cluster, server_pod, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
-
-
-def server_pod(name: str, node: str, labels: dict[str, str], namespace: str = "shop") -> str:
-    label_lines = "".join(f"\n    {k}: {v}" for k, v in labels.items())
-    return f"""
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: {namespace}
-  labels:{label_lines}
-spec:
-  nodeName: {node}
-  serviceAccountName: {name}
-  containers:
-    - name: server
-      command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]
-"""
-
-
-def idle_pod(name: str, node: str, namespace: str, app: str = "idle") -> str:
-    return f"""
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  namespace: {namespace}
-  labels:
-    app: {app}
-spec:
-  nodeName: {node}
-  containers:
-    - name: main
-      command: [sleep, infinity]
-"""
-
-
-def service(name: str, selector: str) -> str:
-    return f"""
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-  namespace: shop
-spec:
-  selector:
-    app: {selector}
-  ports:
-    - port: 80
-      targetPort: 8080
-"""
 
 
 ECHOES = {"echo-1": "node-a", "echo-2": "node-b", "echo-3": "node-a", "echo-4": "node-b"}

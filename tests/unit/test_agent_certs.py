@@ -42,6 +42,15 @@ class Signer:
         return self.authority.issue_workload(csr.public_key(), identity, LIFETIME).chain_pem
 
 
+async def certified(signer: Signer, *workloads: Workload) -> CertManager:
+    """A manager holding certificates for ``workloads``, once all have one."""
+    certs = CertManager(signer)
+    certs.update(list(workloads), signer.authority.bundle_pem)
+    for w in workloads:
+        assert await certs.wait_ready(w.uid, 5)
+    return certs
+
+
 def run(coro) -> None:  # type: ignore[no-untyped-def]
     uvloop.run(asyncio.wait_for(coro, 30))
 
@@ -67,10 +76,8 @@ def test_issues_then_renews_at_half_life_and_contexts_keep_working(tmp_path: Pat
     signer = Signer(tmp_path)
 
     async def main() -> None:
-        certs = CertManager(signer)
         a, b = workload("a"), workload("b")
-        certs.update([a, b], signer.authority.bundle_pem)
-        assert await certs.wait_ready(a.uid, 5) and await certs.wait_ready(b.uid, 5)
+        certs = await certified(signer, a, b)
         front = certs.server_context(b.uid)  # what a listener holds for its whole life
         assert await handshake(certs.client_context(a.uid), front) == "TLSv1.3"
         first = certs.certs[a.uid].serial
@@ -88,10 +95,8 @@ def test_fails_closed_after_expiry_and_recovers(tmp_path: Path) -> None:
     signer = Signer(tmp_path)
 
     async def main() -> None:
-        certs = CertManager(signer)
         a = workload("a")
-        certs.update([a], signer.authority.bundle_pem)
-        assert await certs.wait_ready(a.uid, 5)
+        certs = await certified(signer, a)
         signer.down = True
         await asyncio.sleep(LIFETIME.total_seconds() + 0.5)
         with pytest.raises(NoCertificate, match="expired at .*controller unavailable"):
@@ -112,10 +117,8 @@ def test_workloads_that_leave_lose_their_certificates(tmp_path: Path) -> None:
     signer = Signer(tmp_path)
 
     async def main() -> None:
-        certs = CertManager(signer)
         a = workload("a")
-        certs.update([a], signer.authority.bundle_pem)
-        assert await certs.wait_ready(a.uid, 5)
+        certs = await certified(signer, a)
         certs.update([], signer.authority.bundle_pem)
         with pytest.raises(NoCertificate, match="not enrolled"):
             certs.client_context(a.uid)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -147,6 +148,16 @@ def attached_programs(cluster: SimCluster, node: str) -> set[str]:
     out = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True,
                          check=True).stdout
     return {p["name"] for p in json.loads(out)} if out.strip() else set()
+
+
+def test_agents_hold_the_programs_without_the_compiler(cluster: SimCluster) -> None:
+    """bcc and LLVM stay in the loader child: a running, steering agent has neither mapped."""
+    for node in ("node-a", "node-b"):
+        pid = cluster.status()["processes"][f"agent/{node}"]["pid"]
+        libraries = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                     if "/" in line}
+        assert not [lib for lib in libraries if "libbcc" in lib or "LLVM" in lib or "clang" in lib], libraries
+        assert attached_programs(cluster, node) == {"steer_connect4", "steer_sockops", "steer_getpeername4"}
 
 
 def test_stopping_an_agent_detaches_its_programs(cluster: SimCluster) -> None:

@@ -1,0 +1,193 @@
+"""The few bpf(2) commands the agent needs once its programs are loaded, as raw syscalls.
+
+Why not bcc here: bcc keeps LLVM and clang in the process that imports it (over 60 MB of
+resident memory in the agent), and its table objects cost several Python calls and ctypes
+conversions per lookup, on the path of every accepted connection. Compiling happens in a
+short-lived child (``loader``); what remains for the agent is attaching programs and reading
+and writing maps, which are single syscalls on file descriptors.
+
+The structures are the members of ``union bpf_attr`` (include/uapi/linux/bpf.h) that each
+command reads; the kernel zeroes whatever lies past the ``size`` it is given.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+# enum bpf_cmd
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_LINK_CREATE = 28
+
+# enum bpf_prog_type
+BPF_PROG_TYPE_SOCK_OPS = 13
+BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
+BPF_PROG_TYPE_SK_LOOKUP = 30
+
+# enum bpf_attach_type
+BPF_CGROUP_SOCK_OPS = 3
+BPF_CGROUP_INET4_CONNECT = 10
+BPF_CGROUP_INET4_GETPEERNAME = 29
+BPF_SK_LOOKUP = 36
+
+# bpf(2) has no libc wrapper; its number depends on the architecture.
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_syscall = _libc.syscall
+
+
+def _number() -> int:
+    number = _SYS_BPF.get(platform.machine())
+    if number is None:
+        raise OSError(f"no bpf(2) syscall number known for {platform.machine()}; add it to _SYS_BPF")
+    return number
+
+
+_SYS_NUMBER = _number()
+
+
+class _ElemAttr(ctypes.Structure):
+    """Map element commands: map_fd, key, value (or next_key), flags."""
+
+    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
+                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _AttachAttr(ctypes.Structure):
+    """BPF_PROG_ATTACH and BPF_PROG_DETACH."""
+
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32)]
+
+
+class _LinkCreateAttr(ctypes.Structure):
+    """BPF_LINK_CREATE: the fields every link type shares."""
+
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class _InfoAttr(ctypes.Structure):
+    """BPF_OBJ_GET_INFO_BY_FD."""
+
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+class _MapInfo(ctypes.Structure):
+    """The head of ``struct bpf_map_info``; the kernel fills no more than ``info_len``."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
+                ("map_flags", ctypes.c_uint32), ("name", ctypes.c_char * 16)]
+
+
+def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """One bpf(2) call; a failure raises OSError naming ``what`` was attempted."""
+    result = _syscall(_SYS_NUMBER, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def prog_attach(prog_fd: int, target_fd: int, attach_type: int) -> None:
+    """Attach to a cgroup without BPF_F_ALLOW_MULTI: this replaces what a crashed agent left."""
+    bpf(BPF_PROG_ATTACH, _AttachAttr(target_fd, prog_fd, attach_type, 0), "bpf(BPF_PROG_ATTACH)")
+
+
+def prog_detach(prog_fd: int, target_fd: int, attach_type: int) -> None:
+    bpf(BPF_PROG_DETACH, _AttachAttr(target_fd, prog_fd, attach_type, 0), "bpf(BPF_PROG_DETACH)")
+
+
+def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
+    """Attach through a link and return its fd: the program stays attached while the fd lives."""
+    return bpf(BPF_LINK_CREATE, _LinkCreateAttr(prog_fd, target_fd, attach_type, 0), "bpf(BPF_LINK_CREATE)")
+
+
+def map_info(fd: int) -> _MapInfo:
+    """What the kernel knows of the map behind ``fd`` (sizes, type, name)."""
+    info = _MapInfo()
+    attr = _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr, "bpf(BPF_OBJ_GET_INFO_BY_FD)")
+    return info
+
+
+class Map:
+    """A map by its fd, keys and values as bytes of the sizes the program declared.
+
+    ``lookup`` reuses one attribute block and one value buffer: it runs once per accepted
+    connection and allocates nothing but the bytes it returns.
+    """
+
+    def __init__(self, name: str, fd: int) -> None:
+        """Take ownership of ``fd``; sizes come from the kernel, so they cannot disagree with it."""
+        info = map_info(fd)
+        self.name, self.fd, self.key_size, self.value_size = name, fd, info.key_size, info.value_size
+        self.max_entries = info.max_entries
+        self._value = ctypes.create_string_buffer(self.value_size)
+        self._lookup_attr = _ElemAttr(fd, 0, 0, ctypes.addressof(self._value), 0)
+        self._lookup_ref = ctypes.byref(self._lookup_attr)
+        self._lookup_size = ctypes.sizeof(self._lookup_attr)
+
+    def lookup(self, key: bytes) -> bytes | None:
+        """The value under ``key``, or None when absent."""
+        if len(key) != self.key_size:
+            raise ValueError(f"map {self.name}: key of {len(key)} bytes, the program declared {self.key_size}")
+        attr = self._lookup_attr
+        attr.key = ctypes.cast(key, ctypes.c_void_p).value  # the bytes object's own buffer: no copy
+        if _syscall(_SYS_NUMBER, BPF_MAP_LOOKUP_ELEM, self._lookup_ref, self._lookup_size) < 0:
+            err = ctypes.get_errno()
+            if err == 2:  # ENOENT
+                return None
+            raise OSError(err, f"lookup in map {self.name}: {os.strerror(err)}")
+        return self._value.raw
+
+    def update(self, key: bytes, value: bytes) -> None:
+        self._check(key, self.key_size, "key")
+        self._check(value, self.value_size, "value")
+        k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
+        attr = _ElemAttr(self.fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0)
+        bpf(BPF_MAP_UPDATE_ELEM, attr, f"update of map {self.name}")
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; False when it was not there."""
+        self._check(key, self.key_size, "key")
+        k = ctypes.create_string_buffer(key, len(key))
+        try:
+            bpf(BPF_MAP_DELETE_ELEM, _ElemAttr(self.fd, 0, ctypes.addressof(k), 0, 0), f"delete in map {self.name}")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        """Entries, by walking the keys (for the admin API, not the hot path)."""
+        count = 0
+        current = ctypes.create_string_buffer(self.key_size)
+        following = ctypes.create_string_buffer(self.key_size)
+        attr = _ElemAttr(self.fd, 0, 0, ctypes.addressof(following), 0)  # key 0: start from the first
+        while True:
+            try:
+                bpf(BPF_MAP_GET_NEXT_KEY, attr, f"walk of map {self.name}")
+            except FileNotFoundError:
+                return count
+            count += 1
+            ctypes.memmove(current, following, self.key_size)
+            attr.key = ctypes.addressof(current)
+
+    def _check(self, data: bytes, size: int, what: str) -> None:
+        if len(data) != size:
+            raise ValueError(f"map {self.name}: {what} of {len(data)} bytes, the program declared {size}")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

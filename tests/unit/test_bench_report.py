@@ -59,3 +59,12 @@ def test_the_report_links_its_plots_relative_to_itself(tmp_path: Path) -> None:
     assert "![latency.png](benchmarks/latency.png)" in text
     assert (out / "latency.png").stat().st_size > 1000 and (out / "throughput.png").exists()
     assert (tmp_path / "docs" / "benchmarks.md").read_text() == text
+
+
+def test_the_history_of_changes_is_carried_into_each_new_report(tmp_path: Path) -> None:
+    out = tmp_path / "docs" / "benchmarks"
+    out.mkdir(parents=True)
+    assert "Performance changes" not in write_report(results(), out, tmp_path / "r.md")
+    (out / "history.md").write_text("## Performance changes\n\n| change | before | after |\n")
+    text = write_report(results(), out, tmp_path / "r.md")
+    assert text.rstrip().endswith("| change | before | after |")

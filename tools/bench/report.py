@@ -150,6 +150,10 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     return names
 
 
+# In the output directory, if present: appended to the report (docs/benchmarks/history.md).
+HISTORY = "history.md"
+
+
 def write_report(results: dict[str, Any], out: Path, report: Path) -> str:
     """Write the plots into ``out`` and the report to ``report``; return the report's text."""
     m = results["machine"]
@@ -183,6 +187,9 @@ def write_report(results: dict[str, Any], out: Path, report: Path) -> str:
                   f"{fmt_nodes(mem.get('after_churn_mb'))}"]
     lines += ["", "## Results", "", table(results), ""]
     lines += [f"![{name}]({os.path.relpath(out / name, report.parent)})" for name in images]
+    history = out / HISTORY
+    if history.exists():  # kept by hand: what each performance change measured, before and after
+        lines += ["", history.read_text().strip()]
     text = "\n".join(lines) + "\n"
     report.write_text(text)
     return text

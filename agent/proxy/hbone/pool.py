@@ -100,11 +100,15 @@ class TunnelPool:
                 await waiter
                 continue
             tunnel.reserved += 1
-            try:
-                await asyncio.shield(tunnel.ready)
-            except BaseException:
+            if not tunnel.ready.done():  # a new connection: wait for its handshake (shielded: shared)
+                try:
+                    await asyncio.shield(tunnel.ready)
+                except BaseException:
+                    tunnel.reserved -= 1
+                    raise
+            elif tunnel.ready.exception() is not None:
                 tunnel.reserved -= 1
-                raise
+                raise tunnel.ready.exception()  # type: ignore[misc]
             if tunnel.accepting:
                 return tunnel
             tunnel.reserved -= 1  # lost while we waited: try again

@@ -125,7 +125,7 @@ class StreamTransport(asyncio.Transport):
             self._pending_size += len(rest)
             self.tunnel.blocked.add(self)
             self._update_writing()
-        self.tunnel.flush(now=True)
+        self.tunnel.flush_now()
 
     def write_eof(self) -> None:
         if self._local_ended or self._eof_pending or self._done:

@@ -177,6 +177,28 @@ def _raise_file_limit() -> None:
         log.info("open files limit raised from %d to %d", soft, hard)
 
 
+def _tune_malloc() -> None:
+    """Keep read buffers in the heap: without this, every TLS read costs three syscalls.
+
+    The ssl module reads into a new bytes object of the size asked for (uvloop asks 256 KiB),
+    then shrinks it to what arrived. glibc serves blocks that large with mmap, and shrinking
+    one with mremap hides its size from the rule that would raise the mmap threshold, so
+    each read did mmap + mremap + munmap and page faults, on every request. A fixed threshold
+    of 1 MiB (and a trim threshold above it, so the heap is not given back and taken again
+    on each read) serves them from the heap.
+    """
+    import ctypes
+    import ctypes.util
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 4 << 20)
+    except (OSError, AttributeError):  # not glibc: its allocator decides
+        pass
+
+
 @click.command()
 @click.option("--node", required=True, help="This node's name (pods' spec.nodeName).")
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
@@ -204,6 +226,7 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     from nodemesh.agent.xds.channel import CredentialsError, read_credentials
 
     logs.setup(log_level)
+    _tune_malloc()
     _raise_file_limit()
     try:
         root_pem, token = read_credentials(controller_ca, token_file)

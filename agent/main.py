@@ -182,10 +182,11 @@ def _tune_malloc() -> None:
 
     The ssl module reads into a new bytes object of the size asked for (uvloop asks 256 KiB),
     then shrinks it to what arrived. glibc serves blocks that large with mmap, and shrinking
-    one with mremap hides its size from the rule that would raise the mmap threshold, so
-    each read did mmap + mremap + munmap and page faults, on every request. A fixed threshold
-    of 1 MiB (and a trim threshold above it, so the heap is not given back and taken again
-    on each read) serves them from the heap.
+    one with mremap hides its size from the rule that would raise the mmap threshold: until
+    some read fills a whole buffer (a bulk transfer), each read did mmap + mremap + munmap and
+    page faults, on every request; an agent that carries only small messages never got out
+    of it. A fixed threshold of 1 MiB (and a trim threshold above it, so the heap is not
+    given back and taken again on each read) serves them from the heap from the start.
     """
     import ctypes
     import ctypes.util

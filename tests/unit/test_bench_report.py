@@ -25,7 +25,8 @@ def results() -> dict:
             records.append(rec(setup, scenario, mb_per_s=mb))
         records.append(rec(setup, "latency-1024B-2000rps", p50_us=p50, p90_us=p50 * 1.5, p99_us=p99,
                            p99_9_us=p99 * 2, vcpu_per_krps=cpu))
-        records.append(rec(setup, "conn", per_second=conn))
+        records.append(rec(setup, "conn", per_second=conn,
+                           **({"cpu_us_per_conn": cpu * 10000, "wakeups_per_conn": 2.5} if cpu else {})))
     return {"machine": MACHINE, "profile": {"rounds": 3}, "records": records,
             "memory": {"idle_mb": {"node-a": 50.0, "node-b": 48.0}, "held": {"open": 10000},
                        "held_mb": {"node-a": 90.0, "node-b": 80.0}, "churn": {"connections": 50000},
@@ -38,6 +39,8 @@ def test_ratios_are_to_the_right_floor_and_to_the_reference() -> None:
     assert "| bulk-1 | MB/s | mesh-cross | 250 | 250 | 250 | 0.62 | 1.25 |" in text
     assert "| bulk-1 | MB/s | mesh-same | 450 | 450 | 450 | 0.90 | 2.25 |" in text  # vs direct-same
     assert "| latency-1024B-2000rps | vCPU/1000 rps | mesh-cross | 0.050 |" in text
+    assert "| conn | CPU us/conn | mesh-cross | 500 | 500 | 500 | - | 0.62 |" in text
+    assert "| conn | wake-ups/conn | reference | 2.50 |" in text
 
 
 def test_targets_are_judged_from_medians() -> None:

@@ -17,8 +17,12 @@ METRICS = (
     ("latency-", "p99_us", "p99 us", False),
     ("latency-", "p99_9_us", "p99.9 us", False),
     ("latency-", "vcpu_per_krps", "vCPU/1000 rps", False),
+    ("latency-", "wakeups_per_request", "wake-ups/request", False),
     ("conn", "per_second", "conn/s", True),
+    ("conn", "cpu_us_per_conn", "CPU us/conn", False),
+    ("conn", "wakeups_per_conn", "wake-ups/conn", False),
 )
+DECIMALS = {"vcpu_per_krps": 3, "wakeups_per_request": 2, "wakeups_per_conn": 2}  # the rest: whole numbers
 FLOOR = {"mesh-same": "direct-same", "direct-same": "direct-same"}  # the rest compare with direct
 PERCENTILES = (("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p99_9_us", "p99.9"))
 
@@ -60,7 +64,7 @@ def table(results: dict[str, Any]) -> str:
                 med = statistics.median(v)
                 floor = _median(values, scenario, FLOOR.get(setup, "direct"), key)
                 ref = _median(values, scenario, "reference", key)
-                fmt = "{:.3f}" if key == "vcpu_per_krps" else "{:.0f}"
+                fmt = f"{{:.{DECIMALS.get(key, 0)}f}}"
                 lines.append(f"| {scenario} | {label} | {setup} | {fmt.format(min(v))} | {fmt.format(med)} "
                              f"| {fmt.format(max(v))} | {_ratio(med, floor)} | {_ratio(med, ref)} |")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from nodemesh.tools.bench.procstat import cpu_seconds, rss_mb
+from nodemesh.tools.bench.procstat import cpu_seconds, rss_mb, wakeups
 
 SETUPS = ("direct", "direct-same", "reference", "mesh-cross", "mesh-same")
 
@@ -127,15 +127,14 @@ class Bench:
         return out
 
     def measure(self, round_: int, setup: Setup, scenario: str, args: list[str]) -> None:
-        before, start = cpu_seconds(setup.watched), time.perf_counter()
+        before, woke, start = cpu_seconds(setup.watched), wakeups(setup.watched), time.perf_counter()
         result = self.loadgen(setup.pod, args[0], setup.target, *args[1:])
         elapsed = time.perf_counter() - start
-        cpu = cpu_seconds(setup.watched) - before
+        cpu, woke = cpu_seconds(setup.watched) - before, wakeups(setup.watched) - woke
         record = {"round": round_, "setup": setup.name, "scenario": scenario, **result,
-                  "cpu_seconds": cpu, "wall_seconds": elapsed}
-        if scenario.startswith("latency") and setup.watched and result.get("achieved_rate"):
-            # vCPU used by the setup's own processes per 1000 requests/s it carried
-            record["vcpu_per_krps"] = cpu / result["seconds"] / (result["achieved_rate"] / 1000)
+                  "cpu_seconds": cpu, "wakeups": woke, "wall_seconds": elapsed}
+        if setup.watched:
+            record.update(per_operation(scenario, result, cpu, woke))
         self.records.append(record)
 
     def measure_memory(self, mesh: Setup, agents: dict[str, int]) -> None:
@@ -161,6 +160,21 @@ class Bench:
     def results(self) -> dict[str, Any]:
         return {"machine": machine(), "profile": asdict(self.profile), "records": self.records,
                 "memory": self.memory}
+
+
+def per_operation(scenario: str, result: dict[str, Any], cpu: float, woke: int) -> dict[str, float]:
+    """CPU and wake-ups of a setup's own processes (agents, HAProxies) per request or connection.
+
+    The load generator's start and stop fall in the window too: a small constant overcount,
+    the same for every setup.
+    """
+    if scenario.startswith("latency") and result.get("count"):
+        return {"vcpu_per_krps": cpu / result["seconds"] / (result["achieved_rate"] / 1000),
+                "wakeups_per_request": woke / result["count"]}
+    if scenario == "conn" and result.get("connections"):
+        return {"cpu_us_per_conn": cpu * 1e6 / result["connections"],
+                "wakeups_per_conn": woke / result["connections"]}
+    return {}
 
 
 def machine() -> dict[str, Any]:

@@ -106,9 +106,6 @@ class TunnelPool:
                 except BaseException:
                     tunnel.reserved -= 1
                     raise
-            elif tunnel.ready.exception() is not None:
-                tunnel.reserved -= 1
-                raise tunnel.ready.exception()  # type: ignore[misc]
             if tunnel.accepting:
                 return tunnel
             tunnel.reserved -= 1  # lost while we waited: try again

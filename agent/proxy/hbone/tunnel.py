@@ -2,8 +2,8 @@
 
 What client and server share: the settings, feeding received bytes to h2 and its events to
 the streams, writing h2's output once per batch of events or loop iteration (one TLS write
-where a naive loop would make one per frame), the TLS transport's back-pressure passed to every stream, closing
-when idle, and failing every stream at once when the connection is lost.
+where a naive loop would make one per frame), the TLS transport's back-pressure passed to
+every stream, closing when idle, and failing every stream at once when the connection is lost.
 
 Settings, for throughput with few Python calls per byte: streams get a 4 MiB window and the
 connection 16 MiB (ztunnel's values), so one stream keeps a link busy without waiting for

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from nodemesh.model import MESH_LABEL, MTLS_MODE_LABEL
 from nodemesh.tools.admin_client import fetch
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
@@ -27,6 +28,20 @@ IDLE = "[sleep, infinity]"
 
 
 # -- cluster YAML, one way for every e2e module ---------------------------------------------
+def namespace(name: str, meshed: bool = True, mtls_mode: str | None = None) -> str:
+    """A Namespace document: in the mesh unless told otherwise, with an mTLS mode if given."""
+    labels = {MESH_LABEL: "enabled"} if meshed else {}
+    if mtls_mode:
+        labels[MTLS_MODE_LABEL] = mtls_mode
+    label_lines = "".join(f"\n    {k}: {v}" for k, v in labels.items())
+    return f"""
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {name}""" + (f"\n  labels:{label_lines}" if labels else "") + "\n"
+
+
 def pod_yaml(name: str, namespace: str, node: str, labels: dict[str, str], command: str,
              service_account: str | None = None) -> str:
     """A Pod document; no service account means the namespace's default one."""

@@ -8,21 +8,15 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, server_pod, service
+from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, namespace, server_pod, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
 
 def cluster_yaml(spare_app: str) -> str:
     """catalog selects app=catalog; the pod `spare` joins it when spare_app == "catalog"."""
-    return """
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
-  labels:
-    nodemesh.io/mesh: enabled
-""" + "".join([
+    return "".join([
+        namespace("shop"),
         idle_pod("client", "node-a", "shop"),
         service("catalog", "catalog"),
         server_pod("catalog-a", "node-a", {"app": "catalog"}, service_account="default"),

@@ -11,29 +11,15 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, nodemesh, server_pod
+from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, namespace, nodemesh, server_pod, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
-CLUSTER = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: legacy}
----
-apiVersion: v1
-kind: Service
-metadata: {name: far, namespace: shop}
-spec: {selector: {app: catalog-b}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: near, namespace: shop}
-spec: {selector: {app: catalog-a}, ports: [{port: 80, targetPort: 8080}]}
-""" + "".join([
+CLUSTER = "".join([
+    namespace("shop"),
+    namespace("legacy", meshed=False),
+    service("far", "catalog-b"),
+    service("near", "catalog-a"),
     idle_pod("client", "node-a", "shop", app="client", service_account="client"),
     server_pod("catalog-a", "node-a", {"app": "catalog-a"}, service_account="catalog"),
     server_pod("catalog-b", "node-b", {"app": "catalog-b"}, service_account="catalog"),

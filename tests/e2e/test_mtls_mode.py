@@ -12,33 +12,15 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import SimCluster, idle_pod, module_cluster, server_pod
+from simcluster import SimCluster, idle_pod, module_cluster, namespace, server_pod
 from test_traffic import exec_argv
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
-CLUSTER = """
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: vault
-  labels:
-    nodemesh.io/mesh: enabled
-    nodemesh.io/mtls-mode: STRICT
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
-  labels:
-    nodemesh.io/mesh: enabled
-    nodemesh.io/mtls-mode: PERMISSIVE
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: legacy
-""" + "".join([
+CLUSTER = "".join([
+    namespace("vault", mtls_mode="STRICT"),
+    namespace("shop", mtls_mode="PERMISSIVE"),
+    namespace("legacy", meshed=False),
     server_pod("safe", "node-b", {"app": "safe"}, namespace="vault"),
     server_pod("store", "node-b", {"app": "store"}, namespace="shop"),
     idle_pod("teller", "node-a", "vault"),

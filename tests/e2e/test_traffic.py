@@ -16,26 +16,16 @@ from typing import Iterator
 
 import pytest
 
-from simcluster import SimCluster, idle_pod, module_cluster, server_pod, service
+from simcluster import SimCluster, idle_pod, module_cluster, namespace, server_pod, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
 
 ECHOES = {"echo-1": "node-a", "echo-2": "node-b", "echo-3": "node-a", "echo-4": "node-b"}
 
-CLUSTER = """
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: shop
-  labels:
-    nodemesh.io/mesh: enabled
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: legacy
-""" + "".join([
+CLUSTER = "".join([
+    namespace("shop"),
+    namespace("legacy", meshed=False),
     idle_pod("client", "node-a", "shop"),
     idle_pod("client2", "node-b", "shop"),
     server_pod("catalog-a", "node-a", {"app": "catalog"}),

@@ -125,7 +125,7 @@ class Map:
     """A map by its fd, keys and values as bytes of the sizes the program declared.
 
     ``lookup`` reuses one attribute block and one value buffer: it runs once per accepted
-    connection and allocates nothing but the bytes it returns.
+    connection and allocates little beyond the bytes it returns.
     """
 
     def __init__(self, name: str, fd: int) -> None:
@@ -135,20 +135,16 @@ class Map:
         self.max_entries = info.max_entries
         self._value = ctypes.create_string_buffer(self.value_size)
         self._lookup_attr = _ElemAttr(fd, 0, 0, ctypes.addressof(self._value), 0)
-        self._lookup_ref = ctypes.byref(self._lookup_attr)
-        self._lookup_size = ctypes.sizeof(self._lookup_attr)
+        self._lookup_what = f"lookup in map {name}"
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value under ``key``, or None when absent."""
-        if len(key) != self.key_size:
-            raise ValueError(f"map {self.name}: key of {len(key)} bytes, the program declared {self.key_size}")
-        attr = self._lookup_attr
-        attr.key = ctypes.cast(key, ctypes.c_void_p).value  # the bytes object's own buffer: no copy
-        if _syscall(_SYS_NUMBER, BPF_MAP_LOOKUP_ELEM, self._lookup_ref, self._lookup_size) < 0:
-            err = ctypes.get_errno()
-            if err == 2:  # ENOENT
-                return None
-            raise OSError(err, f"lookup in map {self.name}: {os.strerror(err)}")
+        self._check(key, self.key_size, "key")
+        self._lookup_attr.key = ctypes.cast(key, ctypes.c_void_p).value  # the bytes' own buffer: no copy
+        try:
+            bpf(BPF_MAP_LOOKUP_ELEM, self._lookup_attr, self._lookup_what)
+        except FileNotFoundError:  # ENOENT
+            return None
         return self._value.raw
 
     def update(self, key: bytes, value: bytes) -> None:

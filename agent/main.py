@@ -12,12 +12,21 @@ import asyncio
 import logging
 import signal
 import sys
-from http import HTTPStatus
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from nodemesh.agent.ports import ADMIN_PORT, READINESS_PORT
+from nodemesh.logs import LEVELS
+
+if TYPE_CHECKING:
+    from nodemesh.agent.state.store import View
+    from nodemesh.api import mesh_pb2 as pb
+
 log = logging.getLogger("nodemesh.agent")
+
+ENROLL_RETRY_SECONDS = 1.0  # pods whose namespace or certificate was not there yet
 
 
 class Agent:
@@ -33,74 +42,74 @@ class Agent:
         self.admin_port = admin_port
         self.readiness_port = readiness_port
         self.connect_timeout = connect_timeout
-        self.view = None
+        self.view: View | None = None
 
     async def run(self) -> None:
-        from nodemesh.agent.admin import HttpEndpoint
-        from nodemesh.agent.ebpf.inbound import InboundCapture
+        from nodemesh.agent.admin.http import HttpEndpoint
+        from nodemesh.agent.admin.views import AdminViews, AgentParts
+        from nodemesh.agent.controlplane.ca_client import CaClient
+        from nodemesh.agent.controlplane.channel import ControllerAccess
+        from nodemesh.agent.controlplane.subscription import ConfigClient
+        from nodemesh.agent.ebpf.capture import PlaintextCapture
         from nodemesh.agent.ebpf.steering import Steering
-        from nodemesh.agent.identity.ca_client import CaClient
         from nodemesh.agent.identity.manager import CertManager
         from nodemesh.agent.inpod.enroller import Enroller
-        from nodemesh.agent.proxy.hbone.pool import TunnelPool
-        from nodemesh.agent.proxy.proxy import NodeProxy
-        from nodemesh.agent.xds.channel import ControllerAccess
-        from nodemesh.agent.xds.client import ConfigClient
+        from nodemesh.agent.proxy.node import NodeProxy
+        from nodemesh.agent.supervision import Supervisor
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        supervisor = Supervisor()
         access = ControllerAccess(self.controller, self.controller_ca, self.token)
-        self.certs = CertManager(CaClient(access).sign)
-        self.tunnels = TunnelPool(self.certs, self.connect_timeout)
+        self.certs = CertManager(CaClient(access).sign, supervisor)
         self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
-                               self.tunnels, self.connect_timeout)
-        endpoints = [
-            HttpEndpoint("127.0.0.1", self.admin_port, {
-                "/config_dump": self._config_dump, "/connections": self._connections,
-                "/tunnels": self._tunnels, "/certs": self._certs}, loop),
-            HttpEndpoint("0.0.0.0", self.readiness_port, {"/healthz/ready": self._ready}, loop),
-        ]
+                               self.certs, self.connect_timeout)
         self.steering = Steering(self.cgroup)
         capture = None
+        endpoints: list[HttpEndpoint] = []
         try:
-            capture = InboundCapture()
-            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture,
-                                     identities=self.certs)
-            self.config = ConfigClient(access, self.node, self._apply, loop)
+            capture = PlaintextCapture()
+            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
+            self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)
+            views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
+                                          self.enroller, self.certs, self.proxy, self.config,
+                                          supervisor.health))
+            endpoints = [HttpEndpoint("127.0.0.1", self.admin_port, views.admin_routes(), loop),
+                         HttpEndpoint("0.0.0.0", self.readiness_port, views.readiness_routes(), loop)]
             for endpoint in endpoints:
                 endpoint.start()
             self.config.start()
-            retry = loop.create_task(self._retry_pending(stop))
+            supervisor.every("enrollment retry", ENROLL_RETRY_SECONDS, self._retry_pending)
             log.info("agent for node %s running; controller %s", self.node, self.controller)
             await stop.wait()
             log.info("stopping")
-            retry.cancel()
             self.config.stop()
         finally:
+            supervisor.close()
             self.steering.close()  # first: pods' connections are no longer steered
             if hasattr(self, "enroller"):
                 self.enroller.close()
             if capture is not None:
                 capture.close()
-            self.tunnels.close()
+            self.proxy.close()
             self.certs.close()
             for endpoint in endpoints:
                 endpoint.stop()
         log.info("agent stopped")
 
-    async def _apply(self, update: object) -> str | None:
+    async def _apply(self, update: pb.ConfigUpdate) -> str | None:
         from nodemesh.agent.state.store import Rejected, apply_update
 
         try:
-            view = apply_update(self.view, update)  # type: ignore[arg-type]
+            view = apply_update(self.view, update)
         except Rejected as e:
             return str(e)
         try:
             self.steering.set_destinations(view.mesh_destinations())
-        except Exception as e:
+        except OSError as e:
             if self.view is not None:
                 self.steering.set_destinations(self.view.mesh_destinations())
             return f"cannot program mesh destinations: {e}"
@@ -112,59 +121,9 @@ class Agent:
                  len(self.enroller.enrolled), len(self.enroller.pending))
         return None
 
-    async def _retry_pending(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(1.0)
-            if self.view is not None and self.enroller.pending:
-                await self.enroller.reconcile(self.view)
-
-    async def _ready(self) -> tuple[int, object]:
-        if self.view is None:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no config from the controller yet"}
-        if self.enroller.pending:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "pods not enrolled",
-                                                    "pending": self.enroller.pending}
-        uncertified = [c.workload.ref for c in self.certs.certs.values() if not self.certs.has_valid(c.workload.uid)]
-        if uncertified:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no workload certificate yet",
-                                                    "pods": uncertified}
-        return HTTPStatus.OK, {"ready": True, "version": self.view.version}
-
-    async def _config_dump(self) -> tuple[int, object]:
-        view = self.view
-        model = view.model if view else None
-        return HTTPStatus.OK, {
-            "node": self.node,
-            "version": view.version if view else 0,
-            "controller": self.config.status(),
-            "workloads": [_workload_json(w) for w in model.workloads.values()] if model else [],
-            "services": [_service_json(s) for s in model.services.values()] if model else [],
-            "nodes": [vars(n) for n in model.nodes.values()] if model else [],
-            "bpf": {"cgroup": str(self.cgroup), "maps": self.steering.map_usage()},
-            **self.enroller.status(),
-        }
-
-    async def _connections(self) -> tuple[int, object]:
-        return HTTPStatus.OK, self.proxy.table.snapshot()
-
-    async def _tunnels(self) -> tuple[int, object]:
-        return HTTPStatus.OK, self.tunnels.snapshot()
-
-    async def _certs(self) -> tuple[int, object]:
-        return HTTPStatus.OK, self.certs.status()
-
-
-def _workload_json(w: object) -> dict[str, object]:
-    d = dict(vars(w))
-    d["labels"] = dict(d["labels"])
-    return d
-
-
-def _service_json(s: object) -> dict[str, object]:
-    d = dict(vars(s))
-    d["ports"] = [vars(p) for p in d["ports"]]
-    d["endpoints"] = list(d["endpoints"])
-    return d
+    async def _retry_pending(self) -> None:
+        if self.view is not None and self.enroller.pending:
+            await self.enroller.reconcile(self.view)
 
 
 def _raise_file_limit() -> None:
@@ -200,6 +159,19 @@ def _tune_malloc() -> None:
         pass
 
 
+def _check_netns_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from nodemesh.agent.inpod.enroller import check_netns_template
+
+    try:
+        check_netns_template(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
+
+
+PORT = click.IntRange(1, 65535)
+
+
 @click.command()
 @click.option("--node", required=True, help="This node's name (pods' spec.nodeName).")
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
@@ -209,12 +181,14 @@ def _tune_malloc() -> None:
               help="This node's join token, sent to the controller on every call.")
 @click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
-@click.option("--pod-netns-template", required=True,
+@click.option("--pod-netns-template", required=True, callback=_check_netns_template,
               help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
-@click.option("--admin-port", default=15000, show_default=True)
-@click.option("--readiness-port", default=15021, show_default=True)
-@click.option("--connect-timeout", default=5.0, show_default=True, help="Seconds to connect upstream.")
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--admin-port", type=PORT, default=ADMIN_PORT, show_default=True)
+@click.option("--readiness-port", type=PORT, default=READINESS_PORT, show_default=True)
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds to connect upstream.")
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
+              show_default=True)
 def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
           pod_netns_template: str, admin_port: int, readiness_port: int, connect_timeout: float,
           log_level: str) -> None:
@@ -222,9 +196,9 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     import uvloop
 
     from nodemesh import logs
-    from nodemesh.agent.ebpf.inbound import CaptureError
+    from nodemesh.agent.ebpf.capture import CaptureError
     from nodemesh.agent.ebpf.steering import SteeringError
-    from nodemesh.agent.xds.channel import CredentialsError, read_credentials
+    from nodemesh.agent.controlplane.channel import CredentialsError, read_credentials
 
     logs.setup(log_level)
     _tune_malloc()

@@ -1,5 +1,5 @@
 """A small CA for the HBONE tests: workload certificates (SPIFFE URI SAN) and the contexts built
-from them by the one function the agent uses (``nodemesh.agent.proxy.hbone.tls``)."""
+from them by the one function the agent uses (``nodemesh.agent.tls.contexts``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 
-from nodemesh.agent.proxy.hbone import tls
-from nodemesh.agent.proxy.hbone.tls import NoCertificate
+from nodemesh.agent.tls import contexts
+from nodemesh.agent.tls.contexts import NoCertificate
 from nodemesh.controller.ca.authority import Authority, create_root, pem
 from nodemesh.identity import key_pem, new_key
 
@@ -35,10 +35,10 @@ class TestCa:
         return issued.chain_pem, key_pem(key)
 
     def client_context(self, identity: str | None) -> ssl.SSLContext:
-        return tls.client_context(*self.issue(identity), self.bundle)
+        return contexts.client_context(*self.issue(identity), self.bundle)
 
     def server_context(self, identity: str | None) -> ssl.SSLContext:
-        return tls.server_context(*self.issue(identity), self.bundle)
+        return contexts.server_context(*self.issue(identity), self.bundle)
 
 
 def spiffe(namespace: str, account: str = "default") -> str:
@@ -53,16 +53,18 @@ class Identities:
     by_uid: dict[str, str] = field(default_factory=dict)  # uid -> identity
     clients: dict[str, ssl.SSLContext] = field(default_factory=dict)
 
-    def client_context(self, uid: str) -> ssl.SSLContext:
+    def require_valid(self, uid: str) -> None:
         if uid not in self.by_uid:
             raise NoCertificate(f"no certificate for workload {uid}")
+
+    def client_context(self, uid: str) -> ssl.SSLContext:
+        self.require_valid(uid)
         if uid not in self.clients:
             self.clients[uid] = self.ca.client_context(self.by_uid[uid])
         return self.clients[uid]
 
     def server_context(self, uid: str) -> ssl.SSLContext:
-        if uid not in self.by_uid:
-            raise NoCertificate(f"no certificate for workload {uid}")
+        self.require_valid(uid)
         return self.ca.server_context(self.by_uid[uid])
 
     def renew(self, uid: str) -> None:

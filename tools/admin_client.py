@@ -10,9 +10,8 @@ import http.client
 import json
 from typing import Any
 
+from nodemesh.agent.ports import ADMIN_PORT
 from nodemesh.netns import Netns
-
-ADMIN_PORT = 15000
 
 
 class AdminError(RuntimeError):

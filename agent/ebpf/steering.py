@@ -17,11 +17,9 @@ from pathlib import Path
 
 from nodemesh.agent.ebpf import syscall
 from nodemesh.agent.ebpf.loader import LoadError, Program, load
+from nodemesh.agent.ports import AGENT_MARK
 
 log = logging.getLogger(__name__)
-
-# SO_MARK on the agent's own sockets; the programs never steer a socket carrying it.
-AGENT_MARK = 0x4E4D  # "NM"
 
 # Values of the mesh_destinations map, by what the view calls them.
 DESTINATION_KINDS = {"service": 1, "pod": 2}

@@ -6,7 +6,7 @@ background: the current certificate keeps serving until a new one arrives. If th
 stays away until a certificate expires, that workload fails closed: new connections are
 refused with a reason that says so, rather than presenting an expired certificate.
 
-TLS contexts are built by ``nodemesh.agent.proxy.hbone.tls`` (the one place that knows how).
+TLS contexts are built by ``nodemesh.agent.tls.contexts`` (the one place that knows how).
 Listeners keep one server context for their life; it hands each handshake to the workload's
 current context (an SNI callback), so a renewed certificate or a changed trust bundle takes
 effect without reopening listeners.
@@ -23,8 +23,9 @@ from typing import Callable
 
 from cryptography import x509
 
-from nodemesh.agent.proxy.hbone import tls
-from nodemesh.agent.proxy.hbone.tls import NoCertificate
+from nodemesh.agent.supervision import Backoff, Supervisor
+from nodemesh.agent.tls import contexts
+from nodemesh.agent.tls.contexts import NoCertificate
 from nodemesh.identity import Identity, certificate_request, key_pem, new_key
 from nodemesh.model import Workload
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # Signs a CSR for a workload uid; blocking (gRPC), run on a worker thread. Returns chain PEM.
 Sign = Callable[[str, bytes], bytes]
 
-RETRY_MIN = 0.5
+RETRY_MIN = 0.5  # the first retry of a refused or unanswered request, doubling up to RETRY_MAX
 RETRY_MAX = 5.0
 
 
@@ -89,8 +90,11 @@ def _front_context(current: Callable[[], ssl.SSLContext | None]) -> ssl.SSLConte
 
 
 class CertManager:
-    def __init__(self, sign: Sign) -> None:
+    def __init__(self, sign: Sign, supervisor: Supervisor | None = None) -> None:
+        """``supervisor`` runs each workload's upkeep (a crash is logged, retried and shown by
+        readiness); by default one of its own."""
         self._sign = sign
+        self._supervisor = supervisor or Supervisor()
         self.certs: dict[str, WorkloadCert] = {}  # by workload uid
         self.trust_bundle = b""
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -110,6 +114,11 @@ class CertManager:
         if cert.front is None:
             cert.front = _front_context(lambda: self._handshake_context(uid))
         return cert.front
+
+    def require_valid(self, uid: str) -> None:
+        """The same-node path's check: an identity serves only while its certificate is valid,
+        as it does across nodes (where an expired one fails the TLS handshake)."""
+        self._valid(uid)
 
     def _handshake_context(self, uid: str) -> ssl.SSLContext | None:
         try:
@@ -156,7 +165,7 @@ class CertManager:
                     self._install(cert, cert.key_pem, cert.chain_pem)
         wanted = {w.uid: w for w in workloads}
         for uid in [u for u in self.certs if u not in wanted]:
-            self._tasks.pop(uid).cancel()
+            self._supervisor.cancel(self._tasks.pop(uid))
             del self.certs[uid]
             self._ready.pop(uid, None)
         for uid, w in wanted.items():
@@ -165,20 +174,21 @@ class CertManager:
                 cert.workload = w
                 continue
             if cert is not None:  # the identity changed (service account): start over
-                self._tasks.pop(uid).cancel()
+                self._supervisor.cancel(self._tasks.pop(uid))
             self.certs[uid] = WorkloadCert(w)
             self._ready[uid] = asyncio.Event()
-            self._tasks[uid] = asyncio.get_running_loop().create_task(self._keep(uid))
+            self._tasks[uid] = self._supervisor.spawn(f"certificate of {w.ref} ({uid})",
+                                                      lambda uid=uid: self._keep(uid))
 
     def close(self) -> None:
         for task in self._tasks.values():
-            task.cancel()
+            self._supervisor.cancel(task)
         self._tasks.clear()
 
     async def _keep(self, uid: str) -> None:
         """Request, then renew at half life, forever; retry with backoff when refused or away."""
         loop = asyncio.get_running_loop()
-        retry = RETRY_MIN
+        retry = Backoff(RETRY_MIN, RETRY_MAX)
         while True:
             cert = self.certs[uid]
             renew_at = cert.renew_at
@@ -187,29 +197,29 @@ class CertManager:
             if not self.trust_bundle:
                 await asyncio.sleep(RETRY_MIN)  # the controller's config carries the bundle
                 continue
-            identity = Identity.parse(cert.workload.identity)
-            key = new_key()
+            identity = cert.workload.identity
             try:
-                chain = await loop.run_in_executor(
-                    None, self._sign, uid, certificate_request(key, identity))
+                key = new_key()
+                request = certificate_request(key, Identity.parse(identity))
+                chain = await loop.run_in_executor(None, self._sign, uid, request)
                 self._install(cert, key_pem(key), chain)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 cert.last_error = str(e)
-                log.warning("certificate for %s not issued: %s; retrying in %.1fs", identity, e, retry)
-                await asyncio.sleep(retry)
-                retry = min(retry * 2, RETRY_MAX)
+                delay = retry.next()
+                log.warning("certificate for %s not issued: %s; retrying in %.1fs", identity, e, delay)
+                await asyncio.sleep(delay)
                 continue
-            retry = RETRY_MIN
+            retry.reset()
             log.info("certificate for %s: serial %x, valid until %s", identity, cert.serial,
                      cert.not_after.isoformat() if cert.not_after else "?")
             self._ready[uid].set()
 
     def _install(self, cert: WorkloadCert, key: bytes, chain: bytes) -> None:
         leaf = x509.load_pem_x509_certificate(chain)
-        cert.client = tls.client_context(chain, key, self.trust_bundle)
-        cert.server = tls.server_context(chain, key, self.trust_bundle)
+        cert.client = contexts.client_context(chain, key, self.trust_bundle)
+        cert.server = contexts.server_context(chain, key, self.trust_bundle)
         cert.key_pem, cert.chain_pem = key, chain
         cert.not_before, cert.not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
         cert.serial = leaf.serial_number

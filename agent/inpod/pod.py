@@ -10,13 +10,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from nodemesh.agent.ebpf.steering import AGENT_MARK
+from nodemesh.agent.ports import AGENT_MARK
 from nodemesh.model import Workload
 from nodemesh.netns import Netns
 
-OUTBOUND_PORT = 15001
-PLAINTEXT_PORT = 15006  # inbound plaintext, captured by bpf/inbound.c
-INBOUND_PORT = 15008
 LISTEN_BACKLOG = 4096
 
 

@@ -2,6 +2,11 @@
 
 The admin API and tests read this to see what went through the agent. Each connection costs
 one object and two dict operations, nothing per byte (byte counts live on the pipes).
+
+Every total is keyed by something the mesh model bounds (a direction, an outcome name, a
+workload), never by an address from outside the mesh: connections passed through to such
+addresses all count under ``PASSTHROUGH``, so an agent relaying to the whole internet keeps
+a table of the same size.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from nodemesh.agent.proxy.relay import Pipe
 OUTBOUND = "outbound"
 INBOUND = "inbound"
 
+# The destination of a connection to an address the mesh does not know (its ``upstream``
+# says which): what all of them count under.
+PASSTHROUGH = "passthrough"
+
 
 @dataclass(eq=False)
 class Connection:
@@ -23,7 +32,7 @@ class Connection:
     direction: str
     source: str  # workload "namespace/name", or an address outside the mesh
     original_dst: str  # what the client asked for, "ip:port"
-    destination: str = ""  # workload "namespace/name" or address that was chosen
+    destination: str = ""  # workload "namespace/name" that was chosen, or PASSTHROUGH
     upstream: str = ""  # "ip:port" actually connected to
     # "hbone" (mutual TLS between nodes), "local" (both pods on this node), "direct" (not
     # meshed), "plaintext" (captured from outside the mesh)
@@ -60,7 +69,7 @@ class ConnectionTable:
         self.in_flight: dict[int, Connection] = {}
         # (direction, outcome) -> count; outcome is "ok" or a short failure reason
         self.totals: Counter[tuple[str, str]] = Counter()
-        # (direction, destination) -> completed connections
+        # (direction, destination workload or PASSTHROUGH) -> established connections
         self.by_destination: Counter[tuple[str, str]] = Counter()
         self.bytes: Counter[str] = Counter()
 
@@ -68,6 +77,10 @@ class ConnectionTable:
         conn = Connection(next(self._ids), direction, source, original_dst)
         self.in_flight[conn.id] = conn
         return conn
+
+    def refused(self, direction: str, outcome: str) -> None:
+        """Count a connection refused before it had a table entry (not steered, bad TLS peer)."""
+        self.totals[(direction, outcome)] += 1
 
     def failed(self, conn: Connection, reason: str) -> None:
         if self.in_flight.pop(conn.id, None) is not None:

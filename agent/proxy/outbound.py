@@ -14,10 +14,11 @@ import asyncio
 
 from nodemesh.agent.proxy.conntrack import OUTBOUND, Connection
 from nodemesh.agent.proxy.hbone.client import TunnelError
-from nodemesh.agent.proxy.inbound import Refused, connect_app
-from nodemesh.agent.proxy.proxy import PodAccepted
+from nodemesh.agent.proxy.core import PodAccepted
+from nodemesh.agent.proxy.delivery import Refused, connect_app
 from nodemesh.agent.proxy.relay import reset
 from nodemesh.agent.proxy.route import NoRoute
+from nodemesh.agent.tls.contexts import NoCertificate
 
 
 class OutboundAccept(PodAccepted):
@@ -30,7 +31,7 @@ class OutboundAccept(PodAccepted):
         original = self.proxy.original_dst(peer, local)
         if original is None:
             # Not steered by our programs (someone dialled 15001 directly): nothing to serve.
-            self.proxy.table.totals[(OUTBOUND, "no_original_destination")] += 1
+            self.proxy.table.refused(OUTBOUND, "no_original_destination")
             reset(transport)
             return
         conn = self.proxy.table.open(OUTBOUND, self.pod.workload.ref, f"{original[0]}:{original[1]}")
@@ -50,13 +51,15 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
         if target.meshed:
             assert target.workload is not None
             conn.destination_identity = target.workload.identity
-            local = proxy.pods.get(target.host)
+            local = proxy.local_pod(target.host)
             if local is not None:
                 conn.via, conn.connection_security_policy = "local", "none"
-                upstream = await connect_app(proxy, local, pod.workload.identity, target.port)
+                for workload in (pod.workload, local.workload):  # as the TLS handshake would
+                    proxy.identities.require_valid(workload.uid)
+                upstream = await connect_app(proxy, local, pod.workload.identity, pod.workload.ip, target.port)
             else:
                 conn.via, conn.connection_security_policy = "hbone", "mutual_tls"
-                upstream = await proxy.tunnels.open(pod, target.workload, target.port)
+                upstream = await proxy.pool.open(pod, target.workload, target.port)
         else:
             conn.via, conn.connection_security_policy = "direct", "none"
             upstream = await pod.connect(target.host, target.port, proxy.connect_timeout)
@@ -66,6 +69,8 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
         raise
     except NoRoute as e:
         proxy.fail(conn, downstream, "no_route", e)
+    except NoCertificate as e:
+        proxy.fail(conn, downstream, "no_certificate", e)
     except (Refused, TunnelError) as e:
         proxy.fail(conn, downstream, e.outcome, e)
     except TimeoutError as e:

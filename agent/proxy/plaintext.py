@@ -1,19 +1,21 @@
 """The plaintext listener (15006 in each meshed pod): connections from outside the mesh.
 
-bpf/inbound.c hands it TCP connections that arrive at the pod's IP from anywhere but the pod
+bpf/capture.c hands it TCP connections that arrive at the pod's IP from anywhere but the pod
 itself, on the app's ports. The accepted socket keeps the address the client asked for, so
 ``getsockname()`` is the original destination. What happens next is the pod's mTLS mode:
-STRICT refuses at once (a reset, counted), PERMISSIVE (the default) connects to the app from
-inside the pod, as the 15008 listener does, and relays, marked as plaintext.
+STRICT refuses at once (a reset, counted), PERMISSIVE (the default) delivers it as the 15008
+listener does (``delivery.connect_app``: authorization, then the app from inside the pod) and
+relays, marked as plaintext. Such a connection has no identity, only its source address.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from nodemesh.agent.inpod.pod import PLAINTEXT_PORT
+from nodemesh.agent.ports import PLAINTEXT_PORT
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
-from nodemesh.agent.proxy.proxy import PodAccepted
+from nodemesh.agent.proxy.core import PodAccepted
+from nodemesh.agent.proxy.delivery import Refused, connect_app
 from nodemesh.model import STRICT
 
 REFUSED_STRICT = "refused_plaintext"
@@ -51,20 +53,22 @@ class PlaintextAccept(PodAccepted):
         if refused is not None:
             self.proxy.fail(conn, self.transport, *refused)  # type: ignore[arg-type]
             return
-        self.task = asyncio.get_running_loop().create_task(deliver(self, conn, local))
+        self.task = asyncio.get_running_loop().create_task(deliver(self, conn, peer[0], local[1]))
 
 
-async def deliver(accepted: PlaintextAccept, conn: Connection, original: tuple[str, int]) -> None:
-    """Connect to the app at the original destination from inside the pod, then relay.
+async def deliver(accepted: PlaintextAccept, conn: Connection, client_ip: str, port: int) -> None:
+    """Deliver to the app's ``port`` (the original destination is the pod's own IP), then relay.
 
     The upstream leaves from the pod's own IP, which the capture program never takes back.
     """
     proxy, downstream = accepted.proxy, accepted.transport
     try:
-        sock = await accepted.pod.connect(original[0], original[1], proxy.connect_timeout)
+        sock = await connect_app(proxy, accepted.pod, "", client_ip, port)
         await proxy.splice(conn, accepted, sock)
     except asyncio.CancelledError:
         proxy.table.failed(conn, "downstream_closed")
         raise
-    except OSError as e:  # TimeoutError included
+    except Refused as e:
+        proxy.fail(conn, downstream, e.outcome, e)  # type: ignore[arg-type]
+    except OSError as e:  # the relay's own set-up
         proxy.fail(conn, downstream, "app_unavailable", e)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nodemesh.agent.proxy.conntrack import PASSTHROUGH
 from nodemesh.agent.state.store import View
 from nodemesh.model import Workload
 
@@ -29,7 +30,8 @@ class Target:
 
     @property
     def name(self) -> str:
-        return self.workload.ref if self.workload else f"{self.host}:{self.port}"
+        """The workload, or PASSTHROUGH: never an outside address (the table's keys stay bounded)."""
+        return self.workload.ref if self.workload else PASSTHROUGH
 
 
 class Router:

@@ -32,8 +32,8 @@ DEMO = Path(__file__).parents[2] / "tools" / "sim" / "examples" / "demo.yaml"
 SIGN = """
 import json, sys
 from pathlib import Path
-from nodemesh.agent.identity.ca_client import CaClient, SignError
-from nodemesh.agent.xds.channel import ControllerAccess, read_credentials
+from nodemesh.agent.controlplane.ca_client import CaClient, SignError
+from nodemesh.agent.controlplane.channel import ControllerAccess, read_credentials
 from nodemesh.identity import Identity, certificate_request, identity_of, new_key
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding

@@ -22,8 +22,7 @@ from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared 
 from wire import Capture  # tests/: the capture on the simulated bridge
 
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
-from nodemesh.agent.proxy.hbone.pool import TunnelPool  # noqa: E402
-from nodemesh.agent.proxy.proxy import NodeProxy  # noqa: E402
+from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
 from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
 from nodemesh.netns import Netns  # noqa: E402
@@ -85,13 +84,13 @@ class PodMap:
 class Agent:
     def __init__(self, node: str, cluster: "Cluster") -> None:
         self.node = node
-        self.pool = TunnelPool(cluster.identities, connect_timeout=2.0)
-        self.proxy = NodeProxy(lambda: cluster.view, cluster.original_dst, self.pool, connect_timeout=2.0)
-        self.enroller = Enroller(node, NAMES.pod_netns_template, PodMap(), self.proxy,
-                                 identities=cluster.identities)
+        self.proxy = NodeProxy(lambda: cluster.view, cluster.original_dst, cluster.identities,
+                               connect_timeout=2.0)
+        self.pool = self.proxy.core.pool
+        self.enroller = Enroller(node, NAMES.pod_netns_template, PodMap(), self.proxy)
 
     def totals(self) -> dict[tuple[str, str], int]:
-        return dict(self.proxy.table.totals)
+        return dict(self.proxy.core.table.totals)
 
 
 class Cluster:
@@ -150,7 +149,7 @@ class Cluster:
     def close(self) -> None:
         for agent in (self.a, self.b):
             agent.enroller.close()
-            agent.pool.close()
+            agent.proxy.close()
         for app in self.apps:
             app.close()
 
@@ -178,11 +177,11 @@ def test_cross_node_traffic_is_mutual_tls_and_both_agents_know_who() -> None:
         payload = os.urandom(3 << 20)
         assert await c.echo(CATALOG, payload) == payload
         await settle()
-        [out] = [x for x in c.a.proxy.table.by_destination.items()]
+        [out] = [x for x in c.a.proxy.core.table.by_destination.items()]
         assert out == (("outbound", "shop/catalog"), 1)
         assert c.a.totals()[("outbound", "ok")] == 1 and c.b.totals()[("inbound", "ok")] == 1
-        assert c.a.proxy.table.bytes["outbound_from_downstream"] == len(payload)
-        assert c.b.proxy.table.bytes["inbound_from_upstream"] == len(payload)
+        assert c.a.proxy.core.table.bytes["outbound_from_downstream"] == len(payload)
+        assert c.b.proxy.core.table.bytes["inbound_from_upstream"] == len(payload)
         tunnels = c.a.pool.snapshot()["tunnels"]
         assert len(tunnels) == 1
         t = tunnels[0]
@@ -190,7 +189,7 @@ def test_cross_node_traffic_is_mutual_tls_and_both_agents_know_who() -> None:
             "outbound", "node-b", CLIENT.identity, CATALOG.identity)
         assert t["tls_version"] == "TLSv1.3" and t["cipher"] and t["streams_total"] == 1
         assert t["bytes_sent"] > len(payload)
-        [inbound] = c.b.pool.snapshot()["tunnels"]
+        [inbound] = c.b.proxy.tunnels()["tunnels"]
         assert (inbound["direction"], inbound["peer_node"], inbound["source_identity"]) == (
             "inbound", "node-a", CLIENT.identity)
 
@@ -203,8 +202,8 @@ def test_connections_in_flight_name_identities_on_both_sides() -> None:
         reader, writer = await c.connect(CATALOG)
         writer.write(b"x")
         assert await reader.readexactly(1) == b"x"
-        [out] = c.a.proxy.table.snapshot()["in_flight"]
-        [inn] = c.b.proxy.table.snapshot()["in_flight"]
+        [out] = c.a.proxy.core.table.snapshot()["in_flight"]
+        [inn] = c.b.proxy.core.table.snapshot()["in_flight"]
         assert (out["via"], out["connection_security_policy"], out["source_identity"],
                 out["destination_identity"]) == ("hbone", "mutual_tls", CLIENT.identity, CATALOG.identity)
         assert (inn["via"], inn["connection_security_policy"], inn["source"], inn["source_identity"],
@@ -244,22 +243,40 @@ def test_concurrent_connections_stay_within_the_pool_bounds() -> None:
 def test_same_node_traffic_skips_tls_but_keeps_identity_and_policy() -> None:
     async def test(c: Cluster) -> None:
         await c.app(LOCAL)
-        asked: list[tuple[str, str, int]] = []
+        asked: list[tuple[str, str, str, int]] = []
 
-        def authorize(source: str, destination: Workload, port: int) -> bool:
-            asked.append((source, destination.ref, port))
+        def authorize(source: str, source_ip: str, destination: Workload, port: int) -> bool:
+            asked.append((source, source_ip, destination.ref, port))
             return True
 
-        c.a.proxy.authorize = authorize
+        c.a.proxy.core.authorize = authorize
         reader, writer = await c.connect(LOCAL)
         writer.write(b"local")
         assert await reader.readexactly(5) == b"local"
-        [conn] = c.a.proxy.table.snapshot()["in_flight"]
+        [conn] = c.a.proxy.core.table.snapshot()["in_flight"]
         assert (conn["via"], conn["connection_security_policy"], conn["source_identity"],
                 conn["destination_identity"]) == ("local", "none", CLIENT.identity, LOCAL.identity)
         writer.close()
-        assert asked == [(CLIENT.identity, "shop/local", APP_PORT)]
+        assert asked == [(CLIENT.identity, CLIENT.ip, "shop/local", APP_PORT)]
         assert c.a.pool.handshakes == 0 and c.a.pool.snapshot()["tunnels"] == []
+
+    run(test)
+
+
+@pytest.mark.parametrize(("where", "whose"), [("remote", "source"), ("local", "source"), ("local", "destination")])
+def test_without_a_valid_certificate_both_paths_fail_closed_alike(where: str, whose: str) -> None:
+    """An identity the CA no longer vouches for (expired, never issued) serves on neither path.
+
+    (A remote destination's expired certificate fails its agent's handshake: tests/e2e/test_rotation.py.)
+    """
+    async def test(c: Cluster) -> None:
+        destination = CATALOG if where == "remote" else LOCAL
+        await c.app(destination)
+        assert await c.echo(destination, b"before") == b"before"
+        c.identities.by_uid.pop((CLIENT if whose == "source" else destination).uid)
+        await refused_fast(c, destination)
+        await settle()
+        assert c.a.totals()[("outbound", "no_certificate")] == 1, c.a.totals()
 
     run(test)
 
@@ -290,7 +307,7 @@ def test_denied_by_policy_is_401_and_a_reset(where: str) -> None:
     async def test(c: Cluster) -> None:
         destination, agent = (CATALOG, c.b) if where == "remote" else (LOCAL, c.a)
         await c.app(destination)
-        agent.proxy.authorize = lambda source, dest, port: False
+        agent.proxy.core.authorize = lambda source, source_ip, dest, port: False
         await refused_fast(c, destination)
         await settle()
         assert c.b.totals().get(("inbound", "denied")) == (1 if where == "remote" else None)
@@ -341,7 +358,7 @@ def test_a_broken_connection_resets_its_streams_and_the_next_one_gets_a_fresh_on
         reader, writer = await c.connect(CATALOG)
         writer.write(b"before")
         assert await reader.readexactly(6) == b"before"
-        [tunnel] = c.b.pool.inbound
+        [tunnel] = c.b.proxy.core.server_tunnels
         tunnel.transport.abort()  # type: ignore[union-attr]
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(), 2)
@@ -374,7 +391,7 @@ def test_idle_connections_are_closed() -> None:
         c.a.pool.idle_timeout = 0.2
         assert await c.echo(CATALOG) == b"hello through the mesh"
         await asyncio.sleep(0.6)
-        assert c.a.pool.snapshot()["tunnels"] == [] and c.b.pool.snapshot()["tunnels"] == []
+        assert c.a.proxy.tunnels()["tunnels"] == [] and c.b.proxy.tunnels()["tunnels"] == []
 
     run(test)
 

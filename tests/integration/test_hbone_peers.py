@@ -97,7 +97,7 @@ def test_nodejs_http2_client_opens_a_connect_stream_and_exchanges_data() -> None
         assert got == {"status": 200, "data": "hello from nghttp2"}
         await asyncio.sleep(0.1)
         assert c.b.totals()[("inbound", "ok")] == 1
-        [conn] = [k for k in c.b.proxy.table.by_destination]
+        [conn] = [k for k in c.b.proxy.core.table.by_destination]
         assert conn == ("inbound", "shop/catalog")
 
     with_certs(test)

@@ -12,7 +12,7 @@ import uvloop
 from cryptography import x509
 
 from nodemesh.agent.identity.manager import CertManager
-from nodemesh.agent.proxy.hbone.tls import NoCertificate
+from nodemesh.agent.tls.contexts import NoCertificate
 from nodemesh.controller.ca.store import self_signed
 from nodemesh.model import Workload
 

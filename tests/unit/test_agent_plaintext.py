@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodemesh.agent.inpod.pod import PLAINTEXT_PORT
+from nodemesh.agent.ports import PLAINTEXT_PORT
 from nodemesh.agent.proxy.plaintext import NOT_CAPTURED, REFUSED_STRICT, refusal
 from nodemesh.model import PERMISSIVE, STRICT
 

@@ -1,4 +1,4 @@
-"""The relay (NodeProxy.splice and its pipes) on real loopback sockets, on uvloop."""
+"""The relay (ProxyCore.splice and its pipes) on real loopback sockets, on uvloop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import uvloop
 
 from nodemesh.agent.proxy.conntrack import OUTBOUND
-from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
+from nodemesh.agent.proxy.core import Accepted, ProxyCore
 from nodemesh.agent.proxy.relay import WRITE_BUFFER_HIGH
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -20,7 +20,7 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 class Spliced(Accepted):
     """Accepts like the outbound listener: wait, connect upstream, splice."""
 
-    def __init__(self, proxy: NodeProxy, upstream: tuple[str, int]) -> None:
+    def __init__(self, proxy: ProxyCore, upstream: tuple[str, int]) -> None:
         super().__init__()
         self.proxy, self.upstream = proxy, upstream
 
@@ -36,10 +36,10 @@ class Spliced(Accepted):
         await self.proxy.splice(conn, self, sock)
 
 
-async def through_proxy(handler: Handler) -> tuple[NodeProxy, tuple[str, int], list[asyncio.AbstractServer]]:
+async def through_proxy(handler: Handler) -> tuple[ProxyCore, tuple[str, int], list[asyncio.AbstractServer]]:
     loop = asyncio.get_running_loop()
     app = await asyncio.start_server(handler, "127.0.0.1", 0)
-    proxy = NodeProxy(view=lambda: None, original_dst=lambda p, l: None, tunnels=None)  # type: ignore[arg-type]
+    proxy = ProxyCore(view=lambda: None, original_dst=lambda p, l: None, identities=None)  # type: ignore[arg-type]
     front = await loop.create_server(lambda: Spliced(proxy, app.sockets[0].getsockname()), "127.0.0.1", 0)
     return proxy, front.sockets[0].getsockname(), [app, front]
 

@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificate
 
-from nodemesh.agent.identity.ca_client import CaClient, CaUnavailable, SignRefused
-from nodemesh.agent.xds.channel import ControllerAccess, CredentialsError, read_credentials
-from nodemesh.agent.xds.client import ConfigClient
+from nodemesh.agent.controlplane.ca_client import CaClient, CaUnavailable, SignRefused
+from nodemesh.agent.controlplane.channel import ControllerAccess, CredentialsError, read_credentials
+from nodemesh.agent.controlplane.subscription import ConfigClient
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.controller.ca.store import self_signed, user_supplied
 from nodemesh.identity import Identity, certificate_request, identity_of, new_key

@@ -294,6 +294,32 @@ def test_the_server_refuses_a_client_certificate_without_identity() -> None:
     run(test)
 
 
+def test_the_server_refuses_a_client_of_another_trust_domain() -> None:
+    """A valid chain is not enough: ns/shop/sa/client of another mesh is not our client."""
+    async def test(s: Setup) -> None:
+        foreign = "spiffe://other.mesh/ns/shop/sa/client"
+        ctx = s.ca.client_context(foreign)
+        tunnel = ClientTunnel(ctx, foreign, SERVER_ID, "", 60.0, lambda t: None)
+        await asyncio.get_running_loop().create_connection(lambda: tunnel, POD_IP, s.port, ssl=ctx,
+                                                           server_hostname="")
+        await tunnel.ready
+        with pytest.raises(StreamReset):
+            await tunnel.open_stream(f"{POD_IP}:8080").response  # type: ignore[misc]
+        assert s.acceptor.refusals == ["refused_identity"] and s.acceptor.tunnels == []
+
+    run(test)
+
+
+def test_the_client_refuses_a_server_of_another_trust_domain() -> None:
+    async def test(s: Setup) -> None:
+        with pytest.raises(TunnelError) as e:
+            await s.tunnel(expected="spiffe://other.mesh/ns/shop/sa/catalog")
+        assert e.value.outcome == "identity_mismatch"
+        assert "not in trust domain 'other.mesh'" in str(e.value)
+
+    run(test)
+
+
 def test_a_certificate_from_another_ca_fails_the_handshake() -> None:
     async def test(s: Setup) -> None:
         with pytest.raises((ssl.SSLError, ConnectionResetError, StreamReset)):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from nodemesh.agent.proxy.hbone import tls
+from nodemesh.agent.tls import contexts
 from nodemesh.agent.proxy.hbone.client import ClientTunnel
 from nodemesh.agent.proxy.hbone.server import ServerTunnel
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
@@ -218,7 +218,7 @@ def write_certs(directory: Path) -> None:
 
 
 def context(directory: Path, name: str) -> ssl.SSLContext:
-    make = tls.client_context if name == "client" else tls.server_context
+    make = contexts.client_context if name == "client" else contexts.server_context
     return make((directory / f"{name}.pem").read_bytes(), (directory / f"{name}-key.pem").read_bytes(),
                 (directory / "bundle.pem").read_bytes())
 

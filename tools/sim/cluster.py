@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from nodemesh.agent.ports import READINESS_PORT
 from nodemesh.tools.sim import topology
 from nodemesh.tools.sim.cleanup import down, leftovers
 from nodemesh.tools.sim.names import (
-    AGENT_READINESS_PORT,
     CONTROLLER_IP,
     CONTROLLER_PORT,
     SimError,
@@ -83,7 +83,7 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path,
                                "--pod-netns-template", names.pod_netns_template),
             env=process_env({}), netns=names.netns_path(netns),
             cgroup=str(names.agent_cgroup(node.name)), log=str(names.component_log(component)),
-            ready={"http": {"port": AGENT_READINESS_PORT, "path": "/healthz/ready"}})
+            ready={"http": {"port": READINESS_PORT, "path": "/healthz/ready"}})
     for svc in plan.services:
         state.services[svc.ref] = {"vip": svc.vip, "ports": {str(p): t for p, t in svc.ports.items()}}
     for pod in plan.pods:

@@ -25,7 +25,6 @@ BPFFS = Path("/sys/fs/bpf")
 BRIDGE_PREFIXLEN = 24
 CONTROLLER_IP = "172.30.0.254"
 CONTROLLER_PORT = 15012
-AGENT_READINESS_PORT = 15021
 
 # Interface names inside the sim's namespaces; each namespace has its own, so these repeat freely.
 BRIDGE_IFNAME = "br0"

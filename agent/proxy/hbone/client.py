@@ -14,9 +14,9 @@ from typing import Callable
 import h2.events
 
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
-from nodemesh.agent.proxy.hbone.tls import peer_identity
+from nodemesh.agent.tls.peer import peer_identity
 from nodemesh.agent.proxy.hbone.tunnel import TUNED, Tunnel, Windows
-from nodemesh.identity import IdentityError
+from nodemesh.identity import Identity, IdentityError
 
 STATUS_OK = 200
 
@@ -59,7 +59,7 @@ class ClientTunnel(Tunnel):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         try:
-            identity = str(peer_identity(transport))
+            identity = str(peer_identity(transport, Identity.parse(self.destination_identity).trust_domain))
         except (IdentityError, ValueError) as e:
             self.fail(TunnelError("identity_mismatch", f"{self.peer()} showed no workload identity: {e}"))
             return

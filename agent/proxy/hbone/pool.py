@@ -1,4 +1,4 @@
-"""The pool of outbound HBONE connections, and the node's view of all its tunnels.
+"""The pool of outbound HBONE connections.
 
 A connection is opened from inside the source pod (so it leaves from the pod's address and is
 never steered), presents the source workload's certificate and is kept for more streams. It is
@@ -29,11 +29,12 @@ from collections import Counter
 import h2.exceptions
 from h2.errors import ErrorCodes
 
-from nodemesh.agent.inpod.pod import INBOUND_PORT, PodNetns
+from nodemesh.agent.inpod.pod import PodNetns
+from nodemesh.agent.ports import HBONE_PORT
 from nodemesh.agent.proxy.hbone.client import STATUS_OK, ClientTunnel, TunnelError
 from nodemesh.agent.proxy.hbone.stream import StreamReset, StreamTransport
-from nodemesh.agent.proxy.hbone.tls import Identities, NoCertificate
-from nodemesh.agent.proxy.hbone.tunnel import MAX_CONCURRENT_STREAMS, Tunnel
+from nodemesh.agent.tls.contexts import Identities, NoCertificate
+from nodemesh.agent.proxy.hbone.tunnel import MAX_CONCURRENT_STREAMS
 from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ class TunnelPool:
         self.max_per_key = max_per_key
         self.max_total = max_total
         self.outbound: dict[Key, list[ClientTunnel]] = {}
-        self.inbound: set[Tunnel] = set()  # the 15008 listeners' connections (registered by them)
         self.handshakes = 0  # outbound TLS connections made
         self.failures: Counter[str] = Counter()  # outbound connections that failed, by outcome
         self._total = 0
@@ -141,7 +141,7 @@ class TunnelPool:
     async def _connect(self, tunnel: ClientTunnel, ctx: ssl.SSLContext, source: PodNetns, target: Workload) -> None:
         loop = asyncio.get_running_loop()
         try:
-            sock = await source.connect(target.ip, INBOUND_PORT, self.connect_timeout)
+            sock = await source.connect(target.ip, HBONE_PORT, self.connect_timeout)
             # server_hostname "": no SNI and no host name check (identities are checked instead)
             await loop.create_connection(lambda: tunnel, sock=sock, ssl=ctx, server_hostname="",
                                          ssl_handshake_timeout=self.connect_timeout)
@@ -152,7 +152,7 @@ class TunnelPool:
             self._failed(tunnel, TunnelError("tls_handshake_failed", f"TLS with {target.ref}'s agent failed: {e}"))
         except OSError as e:
             self._failed(tunnel, TunnelError("upstream_refused", f"cannot reach {target.ref}'s agent "
-                                             f"({target.ip}:{INBOUND_PORT}): {e}"))
+                                             f"({target.ip}:{HBONE_PORT}): {e}"))
         else:
             if not tunnel.failed:
                 self.handshakes += 1
@@ -180,14 +180,12 @@ class TunnelPool:
         for tunnels in list(self.outbound.values()):
             for tunnel in list(tunnels):
                 tunnel.close()
-        for tunnel in list(self.inbound):
-            tunnel.close()
 
     def snapshot(self) -> dict[str, object]:
-        """What ``nodemesh tunnels`` shows: every live connection, both ways, and the counts."""
+        """The outbound half of what ``nodemesh tunnels`` shows: live connections and counts."""
         live = [t for tunnels in self.outbound.values() for t in tunnels if t.transport is not None]
         return {
-            "tunnels": [t.info() for t in [*live, *self.inbound]],
+            "tunnels": [t.info() for t in live],
             "handshakes": self.handshakes,
             "failures": dict(self.failures),
         }

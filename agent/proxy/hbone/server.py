@@ -3,7 +3,7 @@
 TLS has verified the client's chain (a certificate is required); the client's SPIFFE id is
 read once per connection. Each stream must be ``CONNECT <this pod's IP>:<port>``, else 400;
 what follows (authorization, connecting to the app, relaying) is the acceptor's
-(``nodemesh.agent.proxy.inbound``). Nothing a peer sends can hold much for long: a connection
+(``nodemesh.agent.proxy.delivery``). Nothing a peer sends can hold much for long: a connection
 that sends no request in time is closed, and so is one idle for long; header lists and frames
 are capped (``tunnel``), buffering per stream is bounded by the flow-control windows; h2 turns
 a protocol violation into a GOAWAY for that connection only.
@@ -12,14 +12,14 @@ a protocol violation into a GOAWAY for that connection only.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import h2.events
 
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
-from nodemesh.agent.proxy.hbone.tls import peer_identity
+from nodemesh.agent.tls.peer import peer_identity
 from nodemesh.agent.proxy.hbone.tunnel import TUNED, Tunnel, Windows
-from nodemesh.identity import IdentityError
+from nodemesh.identity import Identity, IdentityError
 
 HANDSHAKE_TIMEOUT = 10.0  # for the listener's TLS handshakes (asyncio's ssl_handshake_timeout)
 FIRST_REQUEST_TIMEOUT = 10.0
@@ -72,7 +72,8 @@ class ServerTunnel(Tunnel):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         try:
-            self.source_identity = str(peer_identity(transport))
+            trust_domain = Identity.parse(self.acceptor.identity).trust_domain
+            self.source_identity = str(peer_identity(transport, trust_domain))
         except (IdentityError, ValueError) as e:
             self.acceptor.refused("refused_identity", f"{self.peer()}: {e}")
             transport.abort()
@@ -116,3 +117,27 @@ class ServerTunnel(Tunnel):
     def _refuse(self, stream: StreamTransport, why: str) -> None:
         self.acceptor.refused(f"refused_{STATUS_BAD_REQUEST}", f"{self.source_identity} from {self.peer()}: {why}")
         stream.respond(STATUS_BAD_REQUEST)
+
+
+class ServerTunnels:
+    """The node's inbound HBONE connections, on every pod's 15008 listener: for ``nodemesh
+    tunnels``, and to close them all when the agent stops."""
+
+    def __init__(self) -> None:
+        self._live: set[ServerTunnel] = set()
+
+    def add(self, tunnel: ServerTunnel) -> None:
+        self._live.add(tunnel)
+
+    def discard(self, tunnel: ServerTunnel) -> None:
+        self._live.discard(tunnel)
+
+    def __iter__(self) -> Iterator[ServerTunnel]:
+        return iter(list(self._live))
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [t.info() for t in self._live]
+
+    def close(self) -> None:
+        for tunnel in list(self._live):
+            tunnel.close()

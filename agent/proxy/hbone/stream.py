@@ -22,13 +22,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import h2.connection
 from h2.errors import ErrorCodes
 from h2.exceptions import StreamClosedError
 
-if TYPE_CHECKING:
-    from nodemesh.agent.proxy.hbone.tunnel import Tunnel
+
+class Carrier(Protocol):
+    """What a stream needs of the connection carrying it (``nodemesh.agent.proxy.hbone.tunnel``)."""
+
+    h2: h2.connection.H2Connection
+    blocked: set["StreamTransport"]  # streams waiting for flow-control window
+    writing_paused: bool  # the TLS transport's write buffer is full
+
+    def flush(self) -> None:
+        """Write h2's output at the end of this loop iteration (batched with other streams')."""
+
+    def flush_now(self) -> None:
+        """Write h2's output now."""
+
+    def stream_finished(self, stream: "StreamTransport") -> None:
+        """The stream is done both ways: forget it."""
 
 
 class StreamReset(ConnectionResetError):
@@ -40,7 +55,7 @@ class StreamTransport(asyncio.Transport):
                  "_eof_delivered", "_local_ended", "_eof_pending", "_pending", "_pending_size",
                  "_closing", "_done", "_error", "_protocol_paused")
 
-    def __init__(self, tunnel: Tunnel, stream_id: int) -> None:
+    def __init__(self, tunnel: Carrier, stream_id: int) -> None:
         super().__init__()
         self.tunnel = tunnel
         self.id = stream_id

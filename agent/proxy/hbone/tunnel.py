@@ -32,7 +32,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame
 
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
-from nodemesh.agent.proxy.hbone.tls import describe
+from nodemesh.agent.tls.peer import describe
 
 log = logging.getLogger(__name__)
 

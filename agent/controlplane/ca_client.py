@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import grpc
 
-from nodemesh.agent.xds.channel import ControllerAccess
+from nodemesh.agent.controlplane.channel import ControllerAccess
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 

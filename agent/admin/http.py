@@ -1,10 +1,7 @@
-"""The agent's HTTP endpoints: admin API (localhost only) and readiness (node address).
+"""A small JSON HTTP server for the agent's admin API and readiness (``views`` says what they show).
 
-Served by the standard library on threads, away from the proxy's loop; each request reads the
-agent's state on the loop (``run_coroutine_threadsafe``), so what it returns is consistent.
-  GET /config_dump   workloads, services, nodes, enrolled pods, controller link, BPF maps
-  GET /connections   connections in flight and totals since start
-  GET /healthz/ready 200 when ready, 503 with the reason otherwise (readiness port)
+Served by the standard library on threads, away from the proxy's loop; each request runs its
+view on the loop (``run_coroutine_threadsafe``), so what it returns is consistent.
 """
 
 from __future__ import annotations

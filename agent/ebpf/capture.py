@@ -1,6 +1,6 @@
-"""Inbound capture (bpf/inbound.c): plaintext arriving at a meshed pod goes to its 15006 listener.
+"""Plaintext capture (bpf/capture.c): plaintext arriving at a meshed pod goes to its 15006 listener.
 
-The agent owns one ``InboundCapture``. For each enrolled pod it puts the pod's plaintext
+The agent owns one ``PlaintextCapture``. For each enrolled pod it puts the pod's plaintext
 listener in the program's socket map (keyed by the pod IP) and attaches the program to the
 pod's network namespace with a BPF link. Links are plain file descriptors of the agent: when
 the agent exits, even by SIGKILL, the kernel closes them and the program is detached, so pods
@@ -20,12 +20,12 @@ from pathlib import Path
 from nodemesh.agent.ebpf import syscall
 from nodemesh.agent.ebpf.loader import LoadError, Program, load
 from nodemesh.agent.ebpf.steering import ip_key
-from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
+from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
 from nodemesh.netns import Netns
 
 log = logging.getLogger(__name__)
 
-_PROGRAM = Program("capture_inbound", syscall.BPF_PROG_TYPE_SK_LOOKUP, syscall.BPF_SK_LOOKUP)
+_PROGRAM = Program("capture_plaintext", syscall.BPF_PROG_TYPE_SK_LOOKUP, syscall.BPF_SK_LOOKUP)
 
 
 class CaptureError(RuntimeError):
@@ -33,14 +33,14 @@ class CaptureError(RuntimeError):
 
 
 def source_path() -> Path:
-    return Path(str(resources.files("nodemesh.bpf") / "inbound.c"))
+    return Path(str(resources.files("nodemesh.bpf") / "capture.c"))
 
 
-class InboundCapture:
+class PlaintextCapture:
     """The loaded sk_lookup program, its listener map and one link per enrolled pod."""
 
     def __init__(self) -> None:
-        ports = {"OUTBOUND_PORT": OUTBOUND_PORT, "PLAINTEXT_PORT": PLAINTEXT_PORT, "HBONE_PORT": INBOUND_PORT}
+        ports = {"OUTBOUND_PORT": OUTBOUND_PORT, "PLAINTEXT_PORT": PLAINTEXT_PORT, "HBONE_PORT": HBONE_PORT}
         try:
             self._loaded = load(source_path(), [f"-D{name}={port}" for name, port in ports.items()],
                                 [_PROGRAM], ["plaintext_listeners"])
@@ -68,7 +68,7 @@ class InboundCapture:
             self._links[pod_ip] = syscall.link_create(self._prog_fd, netns.fd, syscall.BPF_SK_LOOKUP)
         except OSError as e:
             self._listeners.delete(ip_key(pod_ip))
-            raise OSError(e.errno, f"cannot attach inbound capture to {netns.path}: {e.strerror}") from e
+            raise OSError(e.errno, f"cannot attach plaintext capture to {netns.path}: {e.strerror}") from e
 
     def detach(self, pod_ip: str) -> None:
         """Stop capturing for a pod: its apps are reached directly again. Idempotent."""
@@ -86,4 +86,4 @@ class InboundCapture:
         for pod_ip in list(self._links):
             self.detach(pod_ip)
         self._loaded.close()
-        log.info("inbound capture detached")
+        log.info("plaintext capture detached")

@@ -1,4 +1,4 @@
-// nodemesh inbound capture: an sk_lookup program attached to each enrolled pod's network
+// nodemesh plaintext capture: an sk_lookup program attached to each enrolled pod's network
 // namespace (one BPF link per namespace).
 //
 // A TCP connection arriving at a meshed pod's own IP, on any port but the proxy's own
@@ -28,7 +28,7 @@
 // pod IPv4 (network byte order) -> the pod's plaintext listener (written as a socket fd).
 BPF_TABLE("sockhash", u32, int, plaintext_listeners, 4096);
 
-int capture_inbound(struct bpf_sk_lookup *ctx) {
+int capture_plaintext(struct bpf_sk_lookup *ctx) {
     if (ctx->family != AF_INET || ctx->protocol != IPPROTO_TCP)
         return SK_PASS;
     u32 port = ctx->local_port;

@@ -1,4 +1,10 @@
-"""The node proxy: what outbound and inbound listeners share, and the one way they splice.
+"""What every listener of the node proxy shares, and the one way connections are spliced.
+
+``ProxyCore`` holds what the handlers of the outbound, HBONE and plaintext listeners read:
+the current view, routing, the outbound tunnel pool, the registry of inbound tunnels, the
+connection table and this node's served pods (for the same-node path). The listeners
+themselves are opened by ``nodemesh.agent.proxy.node.NodeProxy``, above the handlers, so
+that no handler module imports the one that opens it.
 
 Both directions start and end the same way: an accepted connection (or an accepted HBONE
 stream) waits (``Accepted``) while its upstream is opened, then the two become a relayed pair
@@ -12,27 +18,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy import relay
 from nodemesh.agent.proxy.conntrack import Connection, ConnectionTable
+from nodemesh.agent.proxy.hbone.pool import TunnelPool
+from nodemesh.agent.proxy.hbone.server import ServerTunnels
+from nodemesh.agent.proxy.hbone.stream import StreamTransport
 from nodemesh.agent.proxy.route import Router
 from nodemesh.agent.state.store import View
+from nodemesh.agent.tls.contexts import Identities
 from nodemesh.model import Workload
-
-if TYPE_CHECKING:
-    from nodemesh.agent.inpod.pod import PodNetns
-    from nodemesh.agent.proxy.hbone.pool import TunnelPool
-    from nodemesh.agent.proxy.hbone.stream import StreamTransport
 
 log = logging.getLogger(__name__)
 
 OriginalDst = Callable[[tuple[str, int], tuple[str, int]], "tuple[str, int] | None"]
-# (source identity, destination workload, destination port) -> allowed; the policy fills it in
-Authorize = Callable[[str, Workload, int], bool]
+# (source identity ("" outside the mesh), source IP, destination workload, destination port)
+# -> allowed; called once on every path into a pod (``delivery.connect_app``)
+Authorize = Callable[[str, str, Workload, int], bool]
 
 
-def allow_all(source_identity: str, destination: Workload, port: int) -> bool:
+def allow_all(source_identity: str, source_ip: str, destination: Workload, port: int) -> bool:
     """No authorization policy: the mesh's default is to allow."""
     return True
 
@@ -76,31 +83,45 @@ class PodAccepted(Accepted):
 
     __slots__ = ("proxy", "pod")
 
-    def __init__(self, proxy: "NodeProxy", pod: "PodNetns") -> None:
+    def __init__(self, proxy: "ProxyCore", pod: PodNetns) -> None:
         super().__init__()
         self.proxy = proxy
         self.pod = pod
 
 
-class NodeProxy:
+class ProxyCore:
     def __init__(
         self,
         view: Callable[[], View | None],
         original_dst: OriginalDst,
-        tunnels: TunnelPool,
+        identities: Identities,
         connect_timeout: float = 5.0,
         authorize: Authorize = allow_all,
+        pool: TunnelPool | None = None,
     ) -> None:
         self.view = view
         self.original_dst = original_dst
-        self.tunnels = tunnels
+        self.identities = identities
+        self.pool = pool or TunnelPool(identities, connect_timeout)  # outbound HBONE connections
+        self.server_tunnels = ServerTunnels()  # inbound ones, on the pods' 15008 listeners
         self.connect_timeout = connect_timeout
         self.authorize = authorize
         self.router = Router()
         self.table = ConnectionTable()
-        # This node's enrolled pods by IP (kept by the enroller): traffic between two of them
-        # takes the same-node path, without TLS.
-        self.pods: dict[str, PodNetns] = {}
+        # This node's served pods by IP: traffic between two of them takes the same-node path,
+        # without TLS. Only ``NodeProxy`` changes it, through serve/unserve.
+        self._pods: dict[str, PodNetns] = {}
+
+    def local_pod(self, ip: str) -> PodNetns | None:
+        """The pod served on this node at ``ip``, if any."""
+        return self._pods.get(ip)
+
+    def serve(self, pod: PodNetns) -> None:
+        self._pods[pod.workload.ip] = pod
+
+    def unserve(self, pod: PodNetns) -> None:
+        if self._pods.get(pod.workload.ip) is pod:
+            del self._pods[pod.workload.ip]
 
     async def splice(
         self,

@@ -1,7 +1,7 @@
 """Inbound plaintext capture on the real kernel: the sk_lookup program, the 15006 listener, enrollment.
 
 Two namespaces joined by a veth: a meshed "pod" with an app on 8080, and a "client" outside
-the mesh. The pod is enrolled by the real ``Enroller`` with the real ``InboundCapture`` (and
+the mesh. The pod is enrolled by the real ``Enroller`` with the real ``PlaintextCapture`` (and
 real steering programs on an empty cgroup made for the test). Whether a connection went
 through the 15006 listener is read from what the listener recorded (the connection table)
 and from the address the app saw: through the agent, the app sees the pod's own IP.
@@ -25,13 +25,14 @@ import uvloop
 
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 
-from nodemesh.agent.ebpf.inbound import InboundCapture  # noqa: E402
+from nodemesh.agent.ebpf.capture import PlaintextCapture  # noqa: E402
 from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
-from nodemesh.agent.inpod.pod import INBOUND_PORT, OUTBOUND_PORT, PLAINTEXT_PORT, PodNetns  # noqa: E402
+from nodemesh.agent.inpod.pod import PodNetns  # noqa: E402
+from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
 from nodemesh.agent.proxy.conntrack import INBOUND  # noqa: E402
 from nodemesh.agent.proxy.plaintext import NOT_CAPTURED, REFUSED_STRICT  # noqa: E402
-from nodemesh.agent.proxy.proxy import NodeProxy  # noqa: E402
+from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
 from nodemesh.cgroups import unified_root  # noqa: E402
 from nodemesh.model import PERMISSIVE, STRICT, MeshModel, Workload  # noqa: E402
@@ -77,8 +78,8 @@ def net(kernel_prerequisites: None) -> Iterator[Net]:
 
 
 @pytest.fixture(scope="module")
-def capture(kernel_prerequisites: None) -> Iterator[InboundCapture]:
-    c = InboundCapture()
+def capture(kernel_prerequisites: None) -> Iterator[PlaintextCapture]:
+    c = PlaintextCapture()
     try:
         yield c
     finally:
@@ -129,17 +130,16 @@ class App:
 class Scene:
     """One event loop's worth of agent: the app, the proxy, the enroller, and clients."""
 
-    def __init__(self, net: Net, capture: InboundCapture, steering: Steering) -> None:
+    def __init__(self, net: Net, capture: PlaintextCapture, steering: Steering) -> None:
         self.net = net
         self.pod_netns = Netns(net.pod_path)
         self.client_netns = Netns(net.client_path)
         self.app = App()
         self.view: View | None = None
-        # no tunnel pool: nothing in these tests leaves the node
-        self.proxy = NodeProxy(view=lambda: self.view, original_dst=steering.original_dst,
-                               tunnels=None, connect_timeout=2.0)  # type: ignore[arg-type]
         identities = Identities(TestCa(), {"uid-pod": spiffe("ns")})  # the 15008 listener is TLS
-        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture, identities=identities)
+        self.proxy = NodeProxy(view=lambda: self.view, original_dst=steering.original_dst,
+                               identities=identities, connect_timeout=2.0)
+        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture)
 
     async def start(self, mode: str = PERMISSIVE) -> None:
         sock = self.pod_netns.socket()
@@ -178,10 +178,10 @@ class Scene:
             writer.close()
 
     def outcomes(self) -> dict[tuple[str, str], int]:
-        return dict(self.proxy.table.totals)
+        return dict(self.proxy.core.table.totals)
 
 
-def run(net: Net, capture: InboundCapture, steering: Steering,
+def run(net: Net, capture: PlaintextCapture, steering: Steering,
         scenario: Callable[[Scene], Awaitable[None]], mode: str = PERMISSIVE) -> None:
     async def main() -> None:
         scene = Scene(net, capture, steering)
@@ -204,13 +204,13 @@ async def reset_by_peer(reader: asyncio.StreamReader) -> float:
 
 
 def test_permissive_plaintext_reaches_the_app_through_the_plaintext_listener(
-        net: Net, capture: InboundCapture, steering: Steering) -> None:
+        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
         client_port = writer.get_extra_info("sockname")[1]
         writer.write(b"hello\n")
         assert await asyncio.wait_for(reader.readline(), 2) == f"{POD_IP} hello\n".encode()
-        [conn] = scene.proxy.table.snapshot()["in_flight"]  # type: ignore[misc]
+        [conn] = scene.proxy.core.table.snapshot()["in_flight"]  # type: ignore[misc]
         assert conn["direction"] == INBOUND and conn["via"] == "plaintext"
         assert conn["connection_security_policy"] == "none"
         assert conn["source"] == f"{CLIENT_IP}:{client_port}"
@@ -229,7 +229,7 @@ def test_permissive_plaintext_reaches_the_app_through_the_plaintext_listener(
 
 
 def test_strict_refuses_plaintext_promptly_and_a_mode_change_applies_at_once(
-        net: Net, capture: InboundCapture, steering: Steering) -> None:
+        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         assert await scene.ask(scene.client_netns) == POD_IP  # PERMISSIVE first: through the agent
         await scene.set_mode(STRICT)
@@ -246,7 +246,7 @@ def test_strict_refuses_plaintext_promptly_and_a_mode_change_applies_at_once(
 
 
 def test_the_agents_and_the_pods_own_connections_are_not_captured(
-        net: Net, capture: InboundCapture, steering: Steering) -> None:
+        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         # the agent delivering to the app from inside the pod, as 15006 and 15008 do
         pod = PodNetns(workload(STRICT), net.pod_path)
@@ -267,9 +267,9 @@ def test_the_agents_and_the_pods_own_connections_are_not_captured(
     run(net, capture, steering, scenario, mode=STRICT)
 
 
-def test_the_proxy_ports_are_not_captured(net: Net, capture: InboundCapture, steering: Steering) -> None:
+def test_the_proxy_ports_are_not_captured(net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
-        for port in (OUTBOUND_PORT, INBOUND_PORT, PLAINTEXT_PORT):
+        for port in (OUTBOUND_PORT, HBONE_PORT, PLAINTEXT_PORT):
             reader, writer = await scene.open(scene.client_netns, POD_IP, port)
             writer.write(b"hello\n")
             writer.close()
@@ -283,7 +283,7 @@ def test_the_proxy_ports_are_not_captured(net: Net, capture: InboundCapture, ste
     run(net, capture, steering, scenario, mode=STRICT)
 
 
-def test_unenrolling_restores_direct_delivery(net: Net, capture: InboundCapture, steering: Steering) -> None:
+def test_unenrolling_restores_direct_delivery(net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         assert await scene.ask(scene.client_netns) == POD_IP
         await scene.enroller.reconcile(view())  # the pod leaves the mesh
@@ -297,20 +297,20 @@ def test_unenrolling_restores_direct_delivery(net: Net, capture: InboundCapture,
 
 AGENT = textwrap.dedent(f"""
     import socket, sys, time
-    from nodemesh.agent.ebpf.inbound import InboundCapture
+    from nodemesh.agent.ebpf.capture import PlaintextCapture
     from nodemesh.netns import Netns
     netns = Netns(sys.argv[1])
     listener = netns.socket()
     listener.bind(("{POD_IP}", {PLAINTEXT_PORT}))
     listener.listen(16)
-    InboundCapture().attach(netns, "{POD_IP}", listener)
+    PlaintextCapture().attach(netns, "{POD_IP}", listener)
     print("attached", flush=True)
     time.sleep(60)
 """)
 
 
 def test_an_agent_killed_by_sigkill_leaves_nothing_attached(
-        net: Net, capture: InboundCapture, steering: Steering) -> None:
+        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
     """The link dies with the process: the pod's apps are reached directly again."""
     agents: list[subprocess.Popen[str]] = []
 

@@ -1,10 +1,12 @@
 """Delivery into a meshed pod: authorize, connect to the app from inside the pod, relay.
 
-Two ways in, one way to the app (``connect_app``): HBONE streams that other nodes' agents
-open to the pod's 15008 listener (``HboneInbound``, the acceptor of
-``nodemesh.agent.proxy.hbone.server``), and connections from pods on this same node, which
-skip TLS (``outbound`` calls ``connect_app`` itself). The source identity is known either way
-(the client certificate, or the source pod's own), so authorization applies to both.
+Three ways in, one way to the app (``connect_app``), so that no path skips authorization:
+HBONE streams that other nodes' agents open to the pod's 15008 listener (``HboneAcceptor``,
+the acceptor of ``nodemesh.agent.proxy.hbone.server``); connections from pods on this same
+node, which skip TLS (``outbound`` calls ``connect_app`` itself); and plaintext from outside
+the mesh that the capture program hands to 15006 (``plaintext``). The source identity is
+known on the first two (the client certificate, or the source pod's own); plaintext has
+none, only an address.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import socket
 
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
+from nodemesh.agent.proxy.core import Accepted, ProxyCore
 from nodemesh.agent.proxy.hbone.server import STATUS_DENIED, STATUS_UNAVAILABLE, ServerTunnel
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
-from nodemesh.agent.proxy.proxy import Accepted, NodeProxy
 from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,16 @@ class Refused(Exception):
         self.outcome = outcome
 
 
-async def connect_app(proxy: NodeProxy, pod: PodNetns, source_identity: str, port: int) -> socket.socket:
-    """A socket connected to ``port`` of the pod's app, from inside the pod, if policy allows."""
+async def connect_app(proxy: ProxyCore, pod: PodNetns, source_identity: str, source_ip: str,
+                      port: int) -> socket.socket:
+    """A socket connected to ``port`` of the pod's app, from inside the pod, if policy allows.
+
+    ``source_identity`` is "" for plaintext from outside the mesh; ``source_ip`` is where the
+    connection comes from (the source pod, or the plaintext client).
+    """
     workload = pod.workload
-    if not proxy.authorize(source_identity, workload, port):
-        raise Refused(STATUS_DENIED, "denied", f"{source_identity or 'an unknown source'} may not connect "
+    if not proxy.authorize(source_identity, source_ip, workload, port):
+        raise Refused(STATUS_DENIED, "denied", f"{source_identity or source_ip} may not connect "
                       f"to {workload.ref} port {port}")
     try:
         return await pod.connect(workload.ip, port, proxy.connect_timeout)
@@ -47,10 +54,10 @@ async def connect_app(proxy: NodeProxy, pod: PodNetns, source_identity: str, por
                       f"{workload.ref} did not accept on port {port}: {e or 'timed out'}") from e
 
 
-class HboneInbound:
+class HboneAcceptor:
     """The acceptor of one pod's HBONE listener: conntrack, the tunnel registry, delivery."""
 
-    def __init__(self, proxy: NodeProxy, pod: PodNetns) -> None:
+    def __init__(self, proxy: ProxyCore, pod: PodNetns) -> None:
         self.proxy = proxy
         self.pod = pod
 
@@ -65,13 +72,13 @@ class HboneInbound:
     def opened(self, tunnel: ServerTunnel) -> None:
         source = self._source(tunnel)
         tunnel.peer_node = source.node if source is not None else ""
-        self.proxy.tunnels.inbound.add(tunnel)
+        self.proxy.server_tunnels.add(tunnel)
 
     def closed(self, tunnel: ServerTunnel) -> None:
-        self.proxy.tunnels.inbound.discard(tunnel)
+        self.proxy.server_tunnels.discard(tunnel)
 
     def refused(self, outcome: str, detail: str) -> None:
-        self.proxy.table.totals[(INBOUND, outcome)] += 1
+        self.proxy.table.refused(INBOUND, outcome)
         log.info("inbound HBONE to %s refused (%s): %s", self.pod.workload.ref, outcome, detail)
 
     def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
@@ -85,25 +92,31 @@ class HboneInbound:
         conn.connection_security_policy = "mutual_tls"
         conn.source_identity = tunnel.source_identity
         conn.destination_identity = workload.identity
-        stream.connect(InboundStream(self.proxy, self.pod, conn, port))
+        stream.connect(AcceptedStream(self.proxy, self.pod, conn, _peer_ip(tunnel), port))
 
     def _source(self, tunnel: ServerTunnel) -> Workload | None:
         """The workload the connection comes from (its socket lives in the source pod)."""
         view = self.proxy.view()
-        peer = tunnel.transport.get_extra_info("peername") if tunnel.transport else None
-        return view.by_ip.get(peer[0]) if view is not None and peer else None
+        ip = _peer_ip(tunnel)
+        return view.by_ip.get(ip) if view is not None and ip else None
 
 
-class InboundStream(Accepted):
+def _peer_ip(tunnel: ServerTunnel) -> str:
+    peer = tunnel.transport.get_extra_info("peername") if tunnel.transport else None
+    return peer[0] if peer else ""
+
+
+class AcceptedStream(Accepted):
     """One accepted CONNECT stream, waiting (as ``Accepted``) while the app is connected."""
 
-    __slots__ = ("proxy", "pod", "conn", "port")
+    __slots__ = ("proxy", "pod", "conn", "source_ip", "port")
 
-    def __init__(self, proxy: NodeProxy, pod: PodNetns, conn: Connection, port: int) -> None:
+    def __init__(self, proxy: ProxyCore, pod: PodNetns, conn: Connection, source_ip: str, port: int) -> None:
         super().__init__()
         self.proxy = proxy
         self.pod = pod
         self.conn = conn
+        self.source_ip = source_ip
         self.port = port
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,7 +127,7 @@ class InboundStream(Accepted):
         stream: StreamTransport = self.transport  # type: ignore[assignment]
         conn = self.conn
         try:
-            sock = await connect_app(self.proxy, self.pod, conn.source_identity, self.port)
+            sock = await connect_app(self.proxy, self.pod, conn.source_identity, self.source_ip, self.port)
         except asyncio.CancelledError:
             self.proxy.table.failed(conn, "downstream_closed")
             raise

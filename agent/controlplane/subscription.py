@@ -3,8 +3,13 @@
 gRPC runs apart from the proxy's event loop (its own thread, the synchronous client), so the
 data path never waits on the control plane. Each update is handed to the loop, applied there,
 and acknowledged or rejected with the reason. When the stream breaks the agent keeps its last
-good config and reconnects with capped, jittered exponential backoff; the controller then
-sends a fresh snapshot.
+good config and reconnects with the agent's one backoff (``nodemesh.agent.supervision``); the
+controller then sends a fresh snapshot.
+
+The thread never dies of a surprise: an update that fails to apply for a reason nobody
+expected (a bug) is rejected with that reason and logged with its traceback, anything else
+that goes wrong is logged and retried like a lost stream, and either shows in readiness
+(``Health``) until an update applies again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import random
 import threading
 import time
 from typing import Awaitable, Callable
@@ -20,14 +24,16 @@ from typing import Awaitable, Callable
 import grpc
 
 from nodemesh import __version__
-from nodemesh.agent.xds.channel import ControllerAccess
+from nodemesh.agent.controlplane.channel import ControllerAccess
+from nodemesh.agent.supervision import Backoff, Health
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START = 0.2
-BACKOFF_MAX = 5.0
+HEALTH_NAME = "config subscription"
+# A stream that lasted this long had been working: the next reconnect starts the backoff over.
+HEALTHY_STREAM_SECONDS = 10.0
 
 # Applies an update on the agent's loop; returns None if accepted, else the reason.
 ApplyUpdate = Callable[[pb.ConfigUpdate], Awaitable[str | None]]
@@ -35,10 +41,11 @@ ApplyUpdate = Callable[[pb.ConfigUpdate], Awaitable[str | None]]
 
 class ConfigClient:
     def __init__(self, access: ControllerAccess, node: str, apply: ApplyUpdate,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, health: Health | None = None) -> None:
         """``access``: the controller's address and this node's credentials; each trust bundle
         the agent accepts is handed to it, so reconnects follow a root rotation."""
         self.access = access
+        self.health = health or Health()
         self.target = access.target
         self.node = node
         self._apply = apply
@@ -63,19 +70,23 @@ class ConfigClient:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        backoff = BACKOFF_START
+        backoff = Backoff()
         while not self._stopping.is_set():
             started = time.monotonic()
-            self._stream_once()
+            try:
+                self._stream_once()
+            except Exception as e:  # not the controller being away (that is an RpcError): a bug
+                log.exception("the config subscription failed")
+                self.last_error = f"{type(e).__name__}: {e}"
+                self.health.failing(HEALTH_NAME, e)
             if self._stopping.is_set():
                 return
-            if time.monotonic() - started > 10:
-                backoff = BACKOFF_START  # it had been working: start over
-            delay = backoff * random.uniform(0.5, 1.0)
+            if time.monotonic() - started > HEALTHY_STREAM_SECONDS:
+                backoff.reset()
+            delay = backoff.next()
             log.warning("controller %s unavailable (%s); keeping the last config, retrying in %.1fs",
                         self.target, self.last_error, delay)
             self._stopping.wait(delay)
-            backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _stream_once(self) -> None:
         outbox: queue.Queue[pb.AgentMessage | None] = queue.Queue()
@@ -90,7 +101,7 @@ class ConfigClient:
                         self.connected = True
                         self.connects += 1
                         log.info("subscribed to controller %s", self.target)
-                    reason = asyncio.run_coroutine_threadsafe(self._apply(update), self._loop).result()
+                    reason = self._apply_on_loop(update)
                     if reason is None:
                         self.applied_version = update.version
                         if update.trust_bundle_pem:
@@ -107,6 +118,18 @@ class ConfigClient:
                 outbox.put(None)
                 self._call = None
                 self.connected = False
+
+    def _apply_on_loop(self, update: pb.ConfigUpdate) -> str | None:
+        """Apply on the agent's loop: None if applied, else why not (sent back as a rejection)."""
+        try:
+            reason = asyncio.run_coroutine_threadsafe(self._apply(update), self._loop).result()
+        except Exception as e:
+            log.exception("applying config version %d failed", update.version)
+            self.health.failing(HEALTH_NAME, e)
+            return f"the agent failed to apply it: {type(e).__name__}: {e}"
+        if reason is None:
+            self.health.ok(HEALTH_NAME)
+        return reason
 
     def status(self) -> dict[str, object]:
         return {

@@ -1,0 +1,112 @@
+"""What the agent's HTTP paths show: admin views (localhost only) and readiness.
+
+Each view reads the agent's parts on the proxy's loop (``http`` runs it there), so what it
+returns is one consistent moment.
+  GET /config_dump   workloads, services, nodes, enrolled pods, controller link, BPF maps
+  GET /connections   connections in flight and totals since start
+  GET /tunnels       live HBONE connections, both ways
+  GET /certs         workload certificates and their renewal
+  GET /healthz/ready 200 when ready, 503 with the reason otherwise (readiness port)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Callable
+
+from nodemesh.agent.admin.http import Route
+from nodemesh.agent.controlplane.subscription import ConfigClient
+from nodemesh.agent.ebpf.steering import Steering
+from nodemesh.agent.identity.manager import CertManager
+from nodemesh.agent.inpod.enroller import Enroller
+from nodemesh.agent.proxy.node import NodeProxy
+from nodemesh.agent.state.store import View
+from nodemesh.agent.supervision import Health
+from nodemesh.model import Service, Workload
+
+Response = tuple[int, object]
+
+
+@dataclass
+class AgentParts:
+    """The running agent's parts the views read (never write)."""
+
+    node: str
+    cgroup: Path
+    view: Callable[[], View | None]
+    steering: Steering
+    enroller: Enroller
+    certs: CertManager
+    proxy: NodeProxy
+    config: ConfigClient
+    health: Health
+
+
+class AdminViews:
+    def __init__(self, parts: AgentParts) -> None:
+        self.parts = parts
+
+    def admin_routes(self) -> dict[str, Route]:
+        return {"/config_dump": self.config_dump, "/connections": self.connections,
+                "/tunnels": self.tunnels, "/certs": self.certs}
+
+    def readiness_routes(self) -> dict[str, Route]:
+        return {"/healthz/ready": self.ready}
+
+    async def ready(self) -> Response:
+        p = self.parts
+        view = p.view()
+        if view is None:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no config from the controller yet"}
+        problems = p.health.problems()
+        if problems:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "background work is failing",
+                                                    "failing": problems}
+        if p.enroller.pending:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "pods not enrolled",
+                                                    "pending": p.enroller.pending}
+        uncertified = [c.workload.ref for c in p.certs.certs.values() if not p.certs.has_valid(c.workload.uid)]
+        if uncertified:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no workload certificate yet",
+                                                    "pods": uncertified}
+        return HTTPStatus.OK, {"ready": True, "version": view.version}
+
+    async def config_dump(self) -> Response:
+        p = self.parts
+        view = p.view()
+        model = view.model if view else None
+        return HTTPStatus.OK, {
+            "node": p.node,
+            "version": view.version if view else 0,
+            "controller": p.config.status(),
+            "workloads": [_workload_json(w) for w in model.workloads.values()] if model else [],
+            "services": [_service_json(s) for s in model.services.values()] if model else [],
+            "nodes": [vars(n) for n in model.nodes.values()] if model else [],
+            "bpf": {"cgroup": str(p.cgroup), "maps": p.steering.map_usage()},
+            "failing": p.health.problems(),
+            **p.enroller.status(),
+        }
+
+    async def connections(self) -> Response:
+        return HTTPStatus.OK, self.parts.proxy.core.table.snapshot()
+
+    async def tunnels(self) -> Response:
+        return HTTPStatus.OK, self.parts.proxy.tunnels()
+
+    async def certs(self) -> Response:
+        return HTTPStatus.OK, self.parts.certs.status()
+
+
+def _workload_json(w: Workload) -> dict[str, object]:
+    d = dict(vars(w))
+    d["labels"] = dict(d["labels"])
+    return d
+
+
+def _service_json(s: Service) -> dict[str, object]:
+    d = dict(vars(s))
+    d["ports"] = [vars(p) for p in d["ports"]]
+    d["endpoints"] = list(d["endpoints"])
+    return d

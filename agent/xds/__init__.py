@@ -1,1 +1,0 @@
-"""The agent side of the config stream."""

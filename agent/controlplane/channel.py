@@ -17,6 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from nodemesh.private import NotPrivate, check_private
+
 # A controller that vanishes without closing its connections is noticed within ~15 s.
 KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
 
@@ -57,14 +59,19 @@ class CredentialsError(Exception):
 
 def read_credentials(controller_ca: Path, token_file: Path) -> tuple[bytes, str]:
     """(root PEM, token) from the agent's --controller-ca and --token-file, checked now: a bad
-    file is a clear error at start rather than a TLS or auth failure on every reconnect."""
+    file is a clear error at start rather than a TLS or auth failure on every reconnect. A token
+    file that others may read is refused (as ssh refuses such a key): the token is this node's
+    identity to the CA."""
     from cryptography import x509
 
     try:
         root_pem = controller_ca.read_bytes()
         token = token_file.read_text().strip()
+        check_private(token_file, "--token-file")
     except OSError as exc:
         raise CredentialsError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+    except NotPrivate as exc:
+        raise CredentialsError(str(exc)) from None
     try:
         x509.load_pem_x509_certificates(root_pem)
     except ValueError:

@@ -87,6 +87,7 @@ def test_agents_get_certificates_for_their_own_nodes_workloads_only(sim_names, t
     assert "runs on node node-b, not on node node-a" in other["message"]
 
     (tmp_path / "wrong").write_text("not-a-token")
+    (tmp_path / "wrong").chmod(0o600)  # private, as the agent requires: refused by the CA, not by the agent
     bad = _sign_from(names, "node-a", tmp_path / "wrong", client.uid, client.identity)
     assert bad["error"] == "UNAUTHENTICATED"
 

@@ -199,6 +199,7 @@ def test_agent_credentials_are_checked_at_start(tmp_path):
     root, token = tmp_path / "root.pem", tmp_path / "token"
     root.write_text("not a certificate")
     token.write_text("\n")
+    token.chmod(0o600)
     with pytest.raises(CredentialsError, match=f"--controller-ca {root}: no PEM certificate in it"):
         read_credentials(root, token)
     root.write_bytes(self_signed(tmp_path / "ca").bundle_pem)
@@ -207,4 +208,8 @@ def test_agent_credentials_are_checked_at_start(tmp_path):
     with pytest.raises(CredentialsError, match="cannot read: No such file"):
         read_credentials(root, tmp_path / "none")
     token.write_text("abc\n")
+    token.chmod(0o640)
+    with pytest.raises(CredentialsError, match=f"--token-file {token} has mode 0640: .* chmod 600 {token}"):
+        read_credentials(root, token)
+    token.chmod(0o600)
     assert read_credentials(root, token) == (root.read_bytes(), "abc")

@@ -69,9 +69,11 @@ class HboneAcceptor:
     def identity(self) -> str:
         return self.pod.workload.identity
 
-    def opened(self, tunnel: ServerTunnel) -> None:
+    def peer_node(self, tunnel: ServerTunnel) -> str:
         source = self._source(tunnel)
-        tunnel.peer_node = source.node if source is not None else ""
+        return source.node if source is not None else ""
+
+    def opened(self, tunnel: ServerTunnel) -> None:
         self.proxy.server_tunnels.add(tunnel)
 
     def closed(self, tunnel: ServerTunnel) -> None:

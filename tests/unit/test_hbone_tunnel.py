@@ -81,6 +81,9 @@ class Acceptor:
     refusals: list[str] = field(default_factory=list)
     protocols: list[Sink] = field(default_factory=list)
 
+    def peer_node(self, tunnel: ServerTunnel) -> str:
+        return "node-a"
+
     def opened(self, tunnel: ServerTunnel) -> None:
         self.tunnels.append(tunnel)
 

@@ -50,6 +50,10 @@ class Acceptor(Protocol):
     def pod_ip(self) -> str: ...
     @property
     def identity(self) -> str: ...  # the pod's SPIFFE id
+    def peer_node(self, tunnel: ServerTunnel) -> str:
+        """The node the connection comes from ("" if unknown), for ``nodemesh tunnels``."""
+        ...
+
     def opened(self, tunnel: ServerTunnel) -> None: ...
     def closed(self, tunnel: ServerTunnel) -> None: ...
     def refused(self, outcome: str, detail: str) -> None: ...
@@ -79,6 +83,7 @@ class ServerTunnel(Tunnel):
             transport.abort()
             return
         self.destination_identity = self.acceptor.identity
+        self.peer_node = self.acceptor.peer_node(self)
         self._opened = True
         self.acceptor.opened(self)
         self.flush()

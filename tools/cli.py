@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "tunnels": "nodemesh.tools.observe:tunnels",
     "certs": "nodemesh.tools.observe:certs",
     "bench": "nodemesh.tools.bench.run:bench",
+    "bench-ab": "nodemesh.tools.bench.ab:bench_ab",
 }
 
 

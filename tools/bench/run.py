@@ -59,11 +59,12 @@ class Setup:
 
 
 class Bench:
-    def __init__(self, sim: str, profile: Profile, say: Any) -> None:
+    def __init__(self, sim: str, profile: Profile, say: Any, nodemesh: str | None = None) -> None:
+        """``nodemesh``: the CLI whose code runs the cluster (by default this virtualenv's)."""
         self.sim = sim
         self.profile = profile
         self.say = say
-        self.nodemesh = str(Path(sys.executable).parent / "nodemesh")
+        self.nodemesh = nodemesh or str(Path(sys.executable).parent / "nodemesh")
         self.records: list[dict[str, Any]] = []
         self.memory: dict[str, Any] = {}
 
@@ -83,19 +84,9 @@ class Bench:
     def run(self) -> None:
         from nodemesh.tools.bench.reference import HaproxyTunnel
 
-        file = Path(str(resources.files("nodemesh.tools.bench") / "cluster.yaml"))
-        self.say(f"bringing up the benchmark cluster ({file.name})")
-        self.cli("sim", "up", "-f", str(file), "--name", self.sim)
         try:
-            st = self.status()
-            for pod in st["pods"]:
-                # Thousands of short connections per second from one address: let the pods reuse
-                # TIME_WAIT ports, as load-test hosts do, or the port search dominates. The server
-                # pods need it too: the agent delivers to the app from inside the pod, and its
-                # side closes first, so its TIME_WAIT ports pile up there.
-                self.cli("sim", "exec", "--name", self.sim, pod, "--", "sysctl", "-q", "-w",
-                         "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
-            agents = {n: st["processes"][f"agent/{n}"]["pid"] for n in ("node-a", "node-b")}
+            st = self.bring_up()
+            agents = agent_pids(st)
             self.memory["idle_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
             pods = st["pods"]
             with HaproxyTunnel(self.sim, "node-a", "node-b", (pods["plain/server-b"]["ip"], 8080)) as haproxy:
@@ -103,10 +94,7 @@ class Bench:
                     Setup("direct", "plain/client", f"{pods['plain/server-b']['ip']}:8080", []),
                     Setup("direct-same", "plain/client", f"{pods['plain/server-a']['ip']}:8080", []),
                     Setup("reference", "plain/client", haproxy.client_target, haproxy.pids),
-                    Setup("mesh-cross", "bench/client", f"{st['services']['bench/server-b']['vip']}:80",
-                          list(agents.values())),
-                    Setup("mesh-same", "bench/client", f"{st['services']['bench/server-a']['vip']}:80",
-                          [agents["node-a"]]),
+                    *mesh_setups(st),
                 ]
                 for r in range(self.profile.rounds):
                     self.say(f"round {r + 1}/{self.profile.rounds}")
@@ -116,6 +104,21 @@ class Bench:
             self.measure_memory(setups[3], agents)
         finally:
             self.cli("sim", "down", "--name", self.sim)
+
+    def bring_up(self) -> dict[str, Any]:
+        """The benchmark cluster, up and tuned; its ``sim status``. Take it down when done."""
+        file = Path(str(resources.files("nodemesh.tools.bench") / "cluster.yaml"))
+        self.say(f"bringing up the benchmark cluster ({file.name})")
+        self.cli("sim", "up", "-f", str(file), "--name", self.sim)
+        st = self.status()
+        for pod in st["pods"]:
+            # Thousands of short connections per second from one address: let the pods reuse
+            # TIME_WAIT ports, as load-test hosts do, or the port search dominates. The server
+            # pods need it too: the agent delivers to the app from inside the pod, and its
+            # side closes first, so its TIME_WAIT ports pile up there.
+            self.cli("sim", "exec", "--name", self.sim, pod, "--", "sysctl", "-q", "-w",
+                     "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+        return st
 
     def scenarios(self) -> list[tuple[str, list[str]]]:
         p = self.profile
@@ -160,6 +163,20 @@ class Bench:
     def results(self) -> dict[str, Any]:
         return {"machine": machine(), "profile": asdict(self.profile), "records": self.records,
                 "memory": self.memory}
+
+
+def agent_pids(st: dict[str, Any]) -> dict[str, int]:
+    """node -> its agent's pid, from ``sim status``."""
+    return {n: st["processes"][f"agent/{n}"]["pid"] for n in ("node-a", "node-b")}
+
+
+def mesh_setups(st: dict[str, Any]) -> list[Setup]:
+    """The two mesh setups of the benchmark cluster, watching the agents that carry them."""
+    agents = agent_pids(st)
+    return [
+        Setup("mesh-cross", "bench/client", f"{st['services']['bench/server-b']['vip']}:80", list(agents.values())),
+        Setup("mesh-same", "bench/client", f"{st['services']['bench/server-a']['vip']}:80", [agents["node-a"]]),
+    ]
 
 
 def per_operation(scenario: str, result: dict[str, Any], cpu: float, woke: int) -> dict[str, float]:

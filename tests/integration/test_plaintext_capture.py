@@ -344,8 +344,11 @@ def test_unenrolling_restores_direct_delivery(
     async def scenario(scene: Scene) -> None:
         assert await scene.ask(scene.client_netns) == POD_IP
         assert pinned(links_dir(pins)) == [POD_IP]
+        link, _ = pinned_link(pins)
         await scene.enroller.reconcile(view())  # the pod leaves the mesh
         assert scene.capture.attached() == [] and pinned(links_dir(pins)) == []
+        gone = subprocess.run(["bpftool", "link", "show", "id", str(link)], capture_output=True, text=True)
+        assert gone.returncode != 0, gone.stdout  # unpinned, the kernel freed the link
         assert await scene.ask(scene.client_netns) == CLIENT_IP  # straight to the app
         await scene.set_mode(PERMISSIVE)  # and back
         assert await scene.ask(scene.client_netns) == POD_IP

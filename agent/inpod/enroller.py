@@ -115,25 +115,28 @@ class Enroller:
         except (OSError, NoCertificate) as e:
             if listeners is not None:
                 listeners.close()
-            self._guard(pod, w)
+            unguarded = self._guard(pod, w)
             pod.close()
-            self._pending(w, str(e))
+            why = str(e) if unguarded is None else f"{e}; nor can plaintext capture guard it: {unguarded}"
+            self._pending(w, why)
             return
         self.enrolled[w.uid] = Enrolled(pod, listeners)
         self.pending.pop(w.uid, None)
         log.info("enrolled pod %s (%s, netns cookie %d)", w.ref, w.ip, pod.cookie)
 
-    def _guard(self, pod: PodNetns, w: Workload) -> None:
+    def _guard(self, pod: PodNetns, w: Workload) -> str | None:
         """A meshed pod not served yet: link the capture without a listener, so STRICT refuses plaintext.
 
-        This also takes over a link a previous agent left, so that a mode changed since then applies.
+        This also takes over a link a previous agent left, so that a mode changed since then
+        applies. Returns why that failed (it goes in the pod's pending reason), None if it did not.
         """
         if self.capture is None:
-            return
+            return None
         try:
             self.capture.attach(pod.netns, w.ip, None, strict(w))
         except OSError as e:
-            log.warning("pod %s: cannot guard it against plaintext while pending: %s", w.ref, e)
+            return str(e)
+        return None
 
     def _pending(self, w: Workload, why: str) -> None:
         if self.pending.get(w.uid) != why:

@@ -1,8 +1,9 @@
 """``nodemesh agent``: the node agent process, wired together.
 
 Start order matters for users: the programs are attached only once the proxy can serve, and
-on SIGTERM they are detached first, so a stopping agent never leaves pods steered to
-listeners that are gone. Certificates are requested as soon as the config names this node's
+on SIGTERM the steering programs are detached first, so a stopping agent never leaves pods
+steered to listeners that are gone. The plaintext capture's links stay pinned in
+``--bpffs-dir`` instead: STRICT pods keep refusing plaintext until the next agent takes over. Certificates are requested as soon as the config names this node's
 meshed pods; the agent is ready once every one of them is enrolled and certified.
 """
 
@@ -26,11 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nodemesh.agent")
 
+BPFFS_ROOT = Path("/sys/fs/bpf/nodemesh")  # --bpffs-dir is <this>/<node> unless given
 ENROLL_RETRY_SECONDS = 1.0  # pods whose namespace or certificate was not there yet
 
 
 class Agent:
-    def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str,
+    def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str, bpffs_dir: Path,
                  admin_port: int, readiness_port: int, connect_timeout: float,
                  controller_ca: bytes, token: str) -> None:
         self.node = node
@@ -39,6 +41,7 @@ class Agent:
         self.token = token
         self.cgroup = cgroup
         self.netns_template = netns_template
+        self.bpffs_dir = bpffs_dir
         self.admin_port = admin_port
         self.readiness_port = readiness_port
         self.connect_timeout = connect_timeout
@@ -71,7 +74,7 @@ class Agent:
         capture = None
         endpoints: list[HttpEndpoint] = []
         try:
-            capture = PlaintextCapture()
+            capture = PlaintextCapture(self.bpffs_dir)
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
             self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)
             views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
@@ -183,6 +186,10 @@ PORT = click.IntRange(1, 65535)
               help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
 @click.option("--pod-netns-template", required=True, callback=_check_netns_template,
               help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
+@click.option("--bpffs-dir", type=click.Path(file_okay=False, path_type=Path),
+              show_default=f"{BPFFS_ROOT}/<node>",
+              help="Directory in bpffs for what must outlive the agent (the plaintext capture's "
+                   "links), this node's alone.")
 @click.option("--admin-port", type=PORT, default=ADMIN_PORT, show_default=True)
 @click.option("--readiness-port", type=PORT, default=READINESS_PORT, show_default=True)
 @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
@@ -190,7 +197,7 @@ PORT = click.IntRange(1, 65535)
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
               show_default=True)
 def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
-          pod_netns_template: str, admin_port: int, readiness_port: int, connect_timeout: float,
+          pod_netns_template: str, bpffs_dir: Path | None, admin_port: int, readiness_port: int, connect_timeout: float,
           log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
     import uvloop
@@ -208,8 +215,8 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     except CredentialsError as e:
         log.error("%s", e)
         sys.exit(1)
-    agent = Agent(node, controller, cgroup, pod_netns_template, admin_port, readiness_port,
-                  connect_timeout, root_pem, token)
+    agent = Agent(node, controller, cgroup, pod_netns_template, bpffs_dir or BPFFS_ROOT / node,
+                  admin_port, readiness_port, connect_timeout, root_pem, token)
     try:
         uvloop.run(agent.run())
     except (SteeringError, CaptureError, OSError) as e:

@@ -17,8 +17,15 @@
 // not call bpf_get_netns_cookie (the verifier refuses it), and a pod's namespace only looks
 // up sockets for addresses it owns, so its own IP selects its own listener.
 //
+// Fail closed without the agent: the links outlive the agent (pinned in bpffs), and with them
+// this program and its maps. When the agent is gone its listeners are closed, and the kernel
+// drops closed sockets from the socket map; a pod marked STRICT in pod_modes then has its
+// plaintext dropped (SK_DROP: the client is refused) instead of delivered to its app. A
+// PERMISSIVE pod's plaintext reaches the app directly, as without the mesh. A new agent loads
+// this program afresh, fills its maps and switches each pinned link to it (BPF_LINK_UPDATE).
+//
 // Only stable UAPI structures are used. The loader passes OUTBOUND_PORT, PLAINTEXT_PORT and
-// HBONE_PORT (host byte order, as ctx->local_port is).
+// HBONE_PORT (host byte order, as ctx->local_port is), and MODE_STRICT.
 
 #include <uapi/linux/bpf.h>
 
@@ -27,6 +34,8 @@
 
 // pod IPv4 (network byte order) -> the pod's plaintext listener (written as a socket fd).
 BPF_TABLE("sockhash", u32, int, plaintext_listeners, 4096);
+// pod IPv4 (network byte order) -> MODE_STRICT, or 0 for PERMISSIVE, for every captured pod.
+BPF_HASH(pod_modes, u32, u8, 4096);
 
 int capture_plaintext(struct bpf_sk_lookup *ctx) {
     if (ctx->family != AF_INET || ctx->protocol != IPPROTO_TCP)
@@ -38,8 +47,10 @@ int capture_plaintext(struct bpf_sk_lookup *ctx) {
     if (ctx->remote_ip4 == pod_ip)  // the agent delivering, or the pod talking to itself
         return SK_PASS;
     struct bpf_sock *listener = (struct bpf_sock *)plaintext_listeners.lookup(&pod_ip);
-    if (!listener)
-        return SK_PASS;
+    if (!listener) {  // no agent serving this pod: refuse it if STRICT, else as without the mesh
+        u8 *mode = pod_modes.lookup(&pod_ip);
+        return mode && *mode == MODE_STRICT ? SK_DROP : SK_PASS;
+    }
     // Should the assignment fail (it cannot for a listening TCP socket of the same family),
     // the connection is delivered as if nothing were attached.
     bpf_sk_assign(ctx, listener, 0);

@@ -5,7 +5,8 @@ tripled the agent's memory. Here a child process (this module run with ``-m``) i
 compiles, loads the programs and maps into the kernel, and hands their file descriptors back
 over a Unix socket (SCM_RIGHTS) before it exits. The kernel objects live as long as a
 descriptor does, so the agent owns them as if it had loaded them, and never maps LLVM.
-Nothing is pinned in bpffs, so nothing outlives the agent.
+The loader pins nothing in bpffs; what must outlive the agent, its user pins (the plaintext
+capture's links).
 """
 
 from __future__ import annotations

@@ -16,16 +16,20 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from typing import TypeVar
 
 # enum bpf_cmd
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
+BPF_LINK_UPDATE = 29
 
 # enum bpf_prog_type
 BPF_PROG_TYPE_SOCK_OPS = 13
@@ -76,6 +80,19 @@ class _LinkCreateAttr(ctypes.Structure):
                 ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
+class _LinkUpdateAttr(ctypes.Structure):
+    """BPF_LINK_UPDATE; no BPF_F_REPLACE: whatever program the link runs is replaced."""
+
+    _fields_ = [("link_fd", ctypes.c_uint32), ("new_prog_fd", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("old_prog_fd", ctypes.c_uint32)]
+
+
+class _ObjAttr(ctypes.Structure):
+    """BPF_OBJ_PIN and BPF_OBJ_GET: a bpffs path and, for pinning, the object's fd."""
+
+    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32), ("file_flags", ctypes.c_uint32)]
+
+
 class _InfoAttr(ctypes.Structure):
     """BPF_OBJ_GET_INFO_BY_FD."""
 
@@ -88,6 +105,16 @@ class _MapInfo(ctypes.Structure):
     _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
                 ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
                 ("map_flags", ctypes.c_uint32), ("name", ctypes.c_char * 16)]
+
+
+class _NetnsLinkInfo(ctypes.Structure):
+    """The head of ``struct bpf_link_info`` for a network-namespace link (sk_lookup, flow dissector).
+
+    The union after ``prog_id`` holds 64-bit members, so it starts at offset 16.
+    """
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("prog_id", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32), ("netns_ino", ctypes.c_uint32), ("attach_type", ctypes.c_uint32)]
 
 
 def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
@@ -113,11 +140,40 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
     return bpf(BPF_LINK_CREATE, _LinkCreateAttr(prog_fd, target_fd, attach_type, 0), "bpf(BPF_LINK_CREATE)")
 
 
+def link_update(link_fd: int, prog_fd: int) -> None:
+    """Make the link run ``prog_fd`` instead of its program, in one step: no lookup sees neither."""
+    bpf(BPF_LINK_UPDATE, _LinkUpdateAttr(link_fd, prog_fd, 0, 0), "bpf(BPF_LINK_UPDATE)")
+
+
+def netns_link_info(fd: int) -> _NetnsLinkInfo:
+    """The program and namespace of a netns link; ``netns_ino`` is 0 once its namespace is gone."""
+    return _info(fd, _NetnsLinkInfo(), "a link")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """Name the object behind ``fd`` in bpffs: it then lives until the file is removed."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    bpf(BPF_OBJ_PIN, _ObjAttr(ctypes.addressof(name), fd, 0), f"bpf(BPF_OBJ_PIN) at {path}")
+
+
+def obj_get(path: str) -> int:
+    """A new fd for the object pinned at ``path`` (FileNotFoundError when nothing is)."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    return bpf(BPF_OBJ_GET, _ObjAttr(ctypes.addressof(name), 0, 0), f"bpf(BPF_OBJ_GET) of {path}")
+
+
 def map_info(fd: int) -> _MapInfo:
     """What the kernel knows of the map behind ``fd`` (sizes, type, name)."""
-    info = _MapInfo()
-    attr = _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info))
-    bpf(BPF_OBJ_GET_INFO_BY_FD, attr, "bpf(BPF_OBJ_GET_INFO_BY_FD)")
+    return _info(fd, _MapInfo(), "a map")
+
+
+_Info = TypeVar("_Info", bound=ctypes.Structure)
+
+
+def _info(fd: int, info: _Info, what: str) -> _Info:
+    """Fill ``info`` (the head of a ``struct bpf_*_info``) for the object behind ``fd``."""
+    bpf(BPF_OBJ_GET_INFO_BY_FD, _InfoAttr(fd, ctypes.sizeof(info), ctypes.addressof(info)),
+        f"bpf(BPF_OBJ_GET_INFO_BY_FD) of {what}")
     return info
 
 

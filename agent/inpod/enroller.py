@@ -7,12 +7,17 @@ mesh destinations are steered, and plaintext arriving from outside the mesh is c
 15006. A pod whose namespace does not exist yet (the runtime has not made it), or whose
 listeners cannot open yet, stays pending and is retried. Unenrolling stops steering and
 capture first, then closes the listeners; connections already relayed carry on.
+
+The agent exiting is not unenrolling: the capture's links outlive it (pinned), so that STRICT
+pods keep refusing plaintext until the next agent takes them over; that agent removes the
+links of pods that left the mesh meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +25,7 @@ from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.ports import OUTBOUND_PORT
 from nodemesh.agent.state.store import View
 from nodemesh.agent.tls.contexts import NoCertificate
-from nodemesh.model import Workload
+from nodemesh.model import STRICT, Workload
 from nodemesh.netns import Netns
 
 log = logging.getLogger(__name__)
@@ -36,8 +41,10 @@ class PodMap(Protocol):
 class Capture(Protocol):
     """Plaintext capture (nodemesh.agent.ebpf.capture.PlaintextCapture)."""
 
-    def attach(self, netns: Netns, pod_ip: str, listener: socket.socket) -> None: ...
+    def attach(self, netns: Netns, pod_ip: str, listener: socket.socket | None, strict: bool) -> None: ...
+    def set_mode(self, pod_ip: str, strict: bool) -> None: ...
     def detach(self, pod_ip: str) -> None: ...
+    def keep_only(self, pod_ips: Collection[str]) -> None: ...
 
 
 class Listeners(Protocol):
@@ -82,7 +89,11 @@ class Enroller:
             if w is None or w.ip != entry.pod.workload.ip:
                 self._unenroll(uid)
                 continue
+            if self.capture is not None and strict(w) != strict(entry.pod.workload):
+                self.capture.set_mode(w.ip, strict(w))
             entry.pod.workload = w  # labels may change; the listeners stay
+        if self.capture is not None:
+            self.capture.keep_only({w.ip for w in want.values()})
         self.pending = {uid: why for uid, why in self.pending.items() if uid in want}
         for uid, w in want.items():
             if uid not in self.enrolled:
@@ -99,19 +110,33 @@ class Enroller:
         try:
             listeners = await self.server.serve_pod(pod)
             if self.capture is not None:
-                self.capture.attach(pod.netns, w.ip, listeners.plaintext)
+                self.capture.attach(pod.netns, w.ip, listeners.plaintext, strict(w))
             self.pod_map.enroll(pod.cookie, w.ip, OUTBOUND_PORT)
         except (OSError, NoCertificate) as e:
-            if self.capture is not None:
-                self.capture.detach(w.ip)
             if listeners is not None:
                 listeners.close()
+            unguarded = self._guard(pod, w)
             pod.close()
-            self._pending(w, str(e))
+            why = str(e) if unguarded is None else f"{e}; nor can plaintext capture guard it: {unguarded}"
+            self._pending(w, why)
             return
         self.enrolled[w.uid] = Enrolled(pod, listeners)
         self.pending.pop(w.uid, None)
         log.info("enrolled pod %s (%s, netns cookie %d)", w.ref, w.ip, pod.cookie)
+
+    def _guard(self, pod: PodNetns, w: Workload) -> str | None:
+        """A meshed pod not served yet: link the capture without a listener, so STRICT refuses plaintext.
+
+        This also takes over a link a previous agent left, so that a mode changed since then
+        applies. Returns why that failed (it goes in the pod's pending reason), None if it did not.
+        """
+        if self.capture is None:
+            return None
+        try:
+            self.capture.attach(pod.netns, w.ip, None, strict(w))
+        except OSError as e:
+            return str(e)
+        return None
 
     def _pending(self, w: Workload, why: str) -> None:
         if self.pending.get(w.uid) != why:
@@ -128,8 +153,16 @@ class Enroller:
         log.info("unenrolled pod %s", entry.pod.workload.ref)
 
     def close(self) -> None:
-        for uid in list(self.enrolled):
-            self._unenroll(uid)
+        """The agent is exiting: close what dies with it, keep the capture links (see the module).
+
+        Steering's entries are not removed here: they go with its programs' maps, which the
+        agent closes itself.
+        """
+        for entry in self.enrolled.values():
+            entry.listeners.close()
+            entry.pod.close()
+        self.enrolled.clear()
+        log.info("enroller closed; pods stay meshed for the next agent")
 
     def status(self) -> dict[str, object]:
         return {
@@ -140,6 +173,10 @@ class Enroller:
             ],
             "pending": dict(self.pending),
         }
+
+
+def strict(w: Workload) -> bool:
+    return w.mtls_mode == STRICT
 
 
 def netns_path(template: str, w: Workload) -> str:

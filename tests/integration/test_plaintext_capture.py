@@ -4,7 +4,12 @@ Two namespaces joined by a veth: a meshed "pod" with an app on 8080, and a "clie
 the mesh. The pod is enrolled by the real ``Enroller`` with the real ``PlaintextCapture`` (and
 real steering programs on an empty cgroup made for the test). Whether a connection went
 through the 15006 listener is read from what the listener recorded (the connection table)
-and from the address the app saw: through the agent, the app sees the pod's own IP.
+and from the address the app saw: through the agent, the app sees the pod's own IP; straight
+to the app (no agent, PERMISSIVE), it sees the client's.
+
+An agent dying is played two ways: in this process, by closing what the process would lose
+(its listeners, the capture's program and map fds) without unenrolling or detaching; and as a
+child process that attaches and is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest
@@ -25,7 +32,8 @@ import uvloop
 
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 
-from nodemesh.agent.ebpf.capture import PlaintextCapture  # noqa: E402
+from nodemesh.agent.ebpf import syscall  # noqa: E402
+from nodemesh.agent.ebpf.capture import PlaintextCapture, links_dir, pinned  # noqa: E402
 from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.inpod.pod import PodNetns  # noqa: E402
@@ -78,12 +86,31 @@ def net(kernel_prerequisites: None) -> Iterator[Net]:
 
 
 @pytest.fixture(scope="module")
-def capture(kernel_prerequisites: None) -> Iterator[PlaintextCapture]:
-    c = PlaintextCapture()
+def pins(kernel_prerequisites: None) -> Iterator[Path]:
+    """The agents' --bpffs-dir for this module, removed (and the pinned links with it) at the end."""
+    path = Path(f"/sys/fs/bpf/nmtest-inb{os.getpid()}")
     try:
-        yield c
+        yield path
     finally:
-        c.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_pins_left(pins: Path) -> Iterator[None]:
+    """Each test starts with no link pinned, even after one that failed midway."""
+    yield
+    for pinned in links_dir(pins).glob("*"):
+        pinned.unlink()
+
+
+def pinned_link(pins: Path) -> tuple[int, int]:
+    """The pod's pinned link: its id and the id of the program it runs."""
+    fd = syscall.obj_get(str(links_dir(pins) / POD_IP.replace(".", "-")))
+    try:
+        info = syscall.netns_link_info(fd)
+        return info.id, info.prog_id
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="module")
@@ -128,18 +155,29 @@ class App:
 
 
 class Scene:
-    """One event loop's worth of agent: the app, the proxy, the enroller, and clients."""
+    """One event loop: the pod's app and clients, and an agent (proxy and enroller) that may die and come back."""
 
     def __init__(self, net: Net, capture: PlaintextCapture, steering: Steering) -> None:
         self.net = net
+        self.steering = steering
         self.pod_netns = Netns(net.pod_path)
         self.client_netns = Netns(net.client_path)
         self.app = App()
         self.view: View | None = None
-        identities = Identities(TestCa(), {"uid-pod": spiffe("ns")})  # the 15008 listener is TLS
-        self.proxy = NodeProxy(view=lambda: self.view, original_dst=steering.original_dst,
+        self.agent_up(capture)
+
+    def agent_up(self, capture: PlaintextCapture, certified: bool = True) -> None:
+        """A (new) agent over ``capture``; not ``certified``: the pod has no certificate, so it stays pending."""
+        self.capture = capture
+        identities = Identities(TestCa(), {"uid-pod": spiffe("ns")} if certified else {})  # 15008 is TLS
+        self.proxy = NodeProxy(view=lambda: self.view, original_dst=self.steering.original_dst,
                                identities=identities, connect_timeout=2.0)
-        self.enroller = Enroller("n1", net.template, steering, self.proxy, capture)
+        self.enroller = Enroller("n1", self.net.template, self.steering, self.proxy, capture)
+
+    def agent_dies(self) -> None:
+        """What the kernel does for a dying agent: its listeners and the capture's fds close; nothing is unenrolled."""
+        self.enroller.close()
+        self.capture.close()
 
     async def start(self, mode: str = PERMISSIVE) -> None:
         sock = self.pod_netns.socket()
@@ -153,17 +191,27 @@ class Scene:
         self.view = view(workload(mode))
         await self.enroller.reconcile(self.view)
 
-    def close(self) -> None:
-        self.enroller.close()
-        self.server.close()
-        self.pod_netns.close()
-        self.client_netns.close()
+    async def close(self) -> None:
+        """The pod leaves the mesh (its pin goes), then the agent exits."""
+        try:
+            await self.enroller.reconcile(view())
+            assert self.capture.attached() == []  # unenrolling detached it
+            self.enroller.close()
+        finally:
+            self.capture.close()
+            self.server.close()
+            self.pod_netns.close()
+            self.client_netns.close()
 
     async def open(self, netns: Netns, host: str, port: int
                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         sock = netns.socket()
         sock.setblocking(False)
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), 2)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), 2)
+        except BaseException:
+            sock.close()
+            raise
         return await asyncio.open_connection(sock=sock)
 
     async def ask(self, netns: Netns, host: str = POD_IP, port: int = APP_PORT) -> str:
@@ -177,20 +225,28 @@ class Scene:
         finally:
             writer.close()
 
+    async def refused(self, count: int = 3) -> None:
+        """``count`` plaintext connections from the client are refused, and none reached the app."""
+        seen = len(self.app.peers)
+        for _ in range(count):
+            with pytest.raises(ConnectionRefusedError):
+                await self.open(self.client_netns, POD_IP, APP_PORT)
+        assert len(self.app.peers) == seen
+
     def outcomes(self) -> dict[tuple[str, str], int]:
         return dict(self.proxy.core.table.totals)
 
 
-def run(net: Net, capture: PlaintextCapture, steering: Steering,
+def run(net: Net, pins: Path, steering: Steering,
         scenario: Callable[[Scene], Awaitable[None]], mode: str = PERMISSIVE) -> None:
+    """``scenario`` with an agent serving the pod in ``mode``; the pod leaves the mesh after it."""
     async def main() -> None:
-        scene = Scene(net, capture, steering)
-        await scene.start(mode)
+        scene = Scene(net, PlaintextCapture(pins), steering)
         try:
+            await scene.start(mode)
             await scenario(scene)
         finally:
-            scene.close()
-        assert capture.attached() == []  # unenrolling detached it
+            await scene.close()
 
     uvloop.run(asyncio.wait_for(main(), 30))
 
@@ -204,7 +260,7 @@ async def reset_by_peer(reader: asyncio.StreamReader) -> float:
 
 
 def test_permissive_plaintext_reaches_the_app_through_the_plaintext_listener(
-        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
+        net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
         client_port = writer.get_extra_info("sockname")[1]
@@ -225,11 +281,11 @@ def test_permissive_plaintext_reaches_the_app_through_the_plaintext_listener(
         writer.close()
         assert scene.outcomes()[(INBOUND, "app_unavailable")] == 1
 
-    run(net, capture, steering, scenario)
+    run(net, pins, steering, scenario)
 
 
 def test_strict_refuses_plaintext_promptly_and_a_mode_change_applies_at_once(
-        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
+        net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         assert await scene.ask(scene.client_netns) == POD_IP  # PERMISSIVE first: through the agent
         await scene.set_mode(STRICT)
@@ -242,11 +298,11 @@ def test_strict_refuses_plaintext_promptly_and_a_mode_change_applies_at_once(
         await scene.set_mode(PERMISSIVE)
         assert await scene.ask(scene.client_netns) == POD_IP
 
-    run(net, capture, steering, scenario)
+    run(net, pins, steering, scenario)
 
 
 def test_the_agents_and_the_pods_own_connections_are_not_captured(
-        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
+        net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         # the agent delivering to the app from inside the pod, as 15006 and 15008 do
         pod = PodNetns(workload(STRICT), net.pod_path)
@@ -264,10 +320,10 @@ def test_the_agents_and_the_pods_own_connections_are_not_captured(
         assert scene.outcomes() == {}  # STRICT would have refused anything captured
         assert len(scene.app.peers) == 3
 
-    run(net, capture, steering, scenario, mode=STRICT)
+    run(net, pins, steering, scenario, mode=STRICT)
 
 
-def test_the_proxy_ports_are_not_captured(net: Net, capture: PlaintextCapture, steering: Steering) -> None:
+def test_the_proxy_ports_are_not_captured(net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         for port in (OUTBOUND_PORT, HBONE_PORT, PLAINTEXT_PORT):
             reader, writer = await scene.open(scene.client_netns, POD_IP, port)
@@ -280,43 +336,125 @@ def test_the_proxy_ports_are_not_captured(net: Net, capture: PlaintextCapture, s
         assert outcomes[("outbound", "no_original_destination")] == 1, outcomes
         assert outcomes[(INBOUND, NOT_CAPTURED)] == 1, outcomes
 
-    run(net, capture, steering, scenario, mode=STRICT)
+    run(net, pins, steering, scenario, mode=STRICT)
 
 
-def test_unenrolling_restores_direct_delivery(net: Net, capture: PlaintextCapture, steering: Steering) -> None:
+def test_unenrolling_restores_direct_delivery(
+        net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         assert await scene.ask(scene.client_netns) == POD_IP
+        assert pinned(links_dir(pins)) == [POD_IP]
+        link, _ = pinned_link(pins)
         await scene.enroller.reconcile(view())  # the pod leaves the mesh
-        assert capture.attached() == []
+        assert scene.capture.attached() == [] and pinned(links_dir(pins)) == []
+        gone = subprocess.run(["bpftool", "link", "show", "id", str(link)], capture_output=True, text=True)
+        assert gone.returncode != 0, gone.stdout  # unpinned, the kernel freed the link
         assert await scene.ask(scene.client_netns) == CLIENT_IP  # straight to the app
         await scene.set_mode(PERMISSIVE)  # and back
         assert await scene.ask(scene.client_netns) == POD_IP
 
-    run(net, capture, steering, scenario)
+    run(net, pins, steering, scenario)
+
+
+def test_with_the_agent_gone_strict_refuses_and_permissive_reaches_the_app(
+        net: Net, pins: Path, steering: Steering) -> None:
+    """The agent's objects closed as its death closes them; a mode changed before applies after."""
+    async def scenario(scene: Scene) -> None:
+        await scene.set_mode(STRICT)
+        scene.agent_dies()
+        await scene.refused()
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.set_mode(STRICT)
+        await scene.set_mode(PERMISSIVE)  # a mode change of an enrolled pod
+        assert await scene.ask(scene.client_netns) == POD_IP  # the new agent captures
+        scene.agent_dies()
+        assert await scene.ask(scene.client_netns) == CLIENT_IP  # as without the mesh
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.set_mode(PERMISSIVE)
+        await scene.set_mode(STRICT)
+        scene.agent_dies()
+        await scene.refused()
+        scene.agent_up(PlaintextCapture(pins))
+
+    run(net, pins, steering, scenario)
+
+
+def test_a_new_agent_takes_over_the_pinned_link_in_place(
+        net: Net, pins: Path, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        link, first_program = pinned_link(pins)
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.set_mode(STRICT)
+        assert pinned_link(pins)[0] == link and pinned_link(pins)[1] != first_program  # updated, not replaced
+        reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
+        assert await reset_by_peer(reader) < 1  # refused by the new agent's 15006: it captures
+        writer.close()
+        assert scene.outcomes() == {(INBOUND, REFUSED_STRICT): 1}
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins))
+
+    run(net, pins, steering, scenario, mode=STRICT)
+
+
+def test_a_new_agent_removes_the_links_of_pods_that_left_meanwhile(
+        net: Net, pins: Path, steering: Steering) -> None:
+    async def scenario(scene: Scene) -> None:
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.enroller.reconcile(view())  # its first config: the pod is no longer meshed here
+        assert pinned(links_dir(pins)) == []
+        assert await scene.ask(scene.client_netns) == CLIENT_IP
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.set_mode(STRICT)
+
+    run(net, pins, steering, scenario, mode=STRICT)
+
+
+def test_a_strict_pod_not_served_yet_refuses_plaintext(
+        net: Net, pins: Path, steering: Steering) -> None:
+    """A new agent that cannot serve the pod yet (no certificate) keeps it refusing plaintext."""
+    async def scenario(scene: Scene) -> None:
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins), certified=False)
+        await scene.set_mode(STRICT)
+        assert "uid-pod" in scene.enroller.pending
+        await scene.refused()
+        await scene.set_mode(PERMISSIVE)  # applies while pending: the new agent's program took the link
+        assert await scene.ask(scene.client_netns) == CLIENT_IP
+        scene.agent_dies()
+        scene.agent_up(PlaintextCapture(pins))
+        await scene.set_mode(PERMISSIVE)
+
+    run(net, pins, steering, scenario, mode=STRICT)
 
 
 AGENT = textwrap.dedent(f"""
     import socket, sys, time
+    from pathlib import Path
     from nodemesh.agent.ebpf.capture import PlaintextCapture
     from nodemesh.netns import Netns
     netns = Netns(sys.argv[1])
     listener = netns.socket()
     listener.bind(("{POD_IP}", {PLAINTEXT_PORT}))
     listener.listen(16)
-    PlaintextCapture().attach(netns, "{POD_IP}", listener)
+    PlaintextCapture(Path(sys.argv[2])).attach(netns, "{POD_IP}", listener, strict=sys.argv[3] == "{STRICT}")
     print("attached", flush=True)
     time.sleep(60)
 """)
 
 
-def test_an_agent_killed_by_sigkill_leaves_nothing_attached(
-        net: Net, capture: PlaintextCapture, steering: Steering) -> None:
-    """The link dies with the process: the pod's apps are reached directly again."""
+@pytest.mark.parametrize("mode", [STRICT, PERMISSIVE])
+def test_after_an_agent_killed_by_sigkill(
+        net: Net, pins: Path, steering: Steering, mode: str) -> None:
+    """Its link stays pinned: STRICT refuses plaintext, PERMISSIVE's reaches the app; the next agent captures."""
     agents: list[subprocess.Popen[str]] = []
 
     async def scenario(scene: Scene) -> None:
-        scene.enroller.close()  # frees 15006 for another process, which captures from now on
-        agent = subprocess.Popen([sys.executable, "-c", AGENT, net.pod_path], stdout=subprocess.PIPE, text=True)
+        await scene.enroller.reconcile(view())  # frees 15006 for another process, which captures from now on
+        agent = subprocess.Popen([sys.executable, "-c", AGENT, net.pod_path, str(pins), mode],
+                                 stdout=subprocess.PIPE, text=True)
         agents.append(agent)
         assert agent.stdout is not None and agent.stdout.readline().strip() == "attached"
         with pytest.raises(TimeoutError):  # its listener accepts; nobody answers
@@ -324,10 +462,23 @@ def test_an_agent_killed_by_sigkill_leaves_nothing_attached(
         assert scene.app.peers == []
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
-        assert await scene.ask(scene.client_netns) == CLIENT_IP
+        assert pinned(links_dir(pins)) == [POD_IP]
+        if mode == STRICT:
+            await scene.refused(6)
+        else:
+            assert await scene.ask(scene.client_netns) == CLIENT_IP
+        await scene.set_mode(mode)  # this agent takes over
+        assert await scene.ask(scene.pod_netns) == POD_IP
+        reader, writer = await scene.open(scene.client_netns, POD_IP, APP_PORT)
+        if mode == STRICT:
+            assert await reset_by_peer(reader) < 1
+        else:
+            writer.write(b"hello\n")
+            assert await asyncio.wait_for(reader.readline(), 2) == f"{POD_IP} hello\n".encode()
+        writer.close()
 
     try:
-        run(net, capture, steering, scenario)
+        run(net, pins, steering, scenario)
     finally:
         for agent in agents:
             agent.kill()

@@ -103,8 +103,12 @@ class SimNames:
 
     @property
     def bpf_dir(self) -> Path:
-        """Where the sim's agents may pin BPF objects."""
+        """Where the sim's agents pin BPF objects (``down`` removes it, and with it the objects)."""
         return BPFFS / f"nodemesh-{self.sim}"
+
+    def node_bpf_dir(self, node: str) -> Path:
+        """The node agent's --bpffs-dir: what outlives the agent (its plaintext capture links)."""
+        return self.bpf_dir / node
 
     # network namespaces
     @property

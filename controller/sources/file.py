@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
+from nodemesh.controller.files import Fingerprint, fingerprint
 from nodemesh.controller.kube.objects import ConfigError, load_file
 from nodemesh.controller.model.build import build_model
 from nodemesh.controller.model.ipam import Ipam
@@ -24,17 +24,6 @@ from nodemesh.model import MeshModel
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
-
-Fingerprint = tuple[int, int, int, int] | None  # None: the file cannot be stat'ed
-
-
-def fingerprint(path: Path) -> Fingerprint:
-    """What changes when a file is edited or replaced; None when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class FileSource:

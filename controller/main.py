@@ -113,7 +113,7 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from nodemesh.controller.ca.store import CaError
-    from nodemesh.controller.ca.tokens import TokenFileError
+    from nodemesh.controller.nodeauth.tokens import TokenFileError
     from nodemesh.controller.kube.objects import ConfigError
     from nodemesh.controller.xds.server import ListenError
 
@@ -146,7 +146,7 @@ def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
 async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
                ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
-    from nodemesh.controller.ca.tokens import NodeTokens
+    from nodemesh.controller.nodeauth.tokens import NodeTokens
     from nodemesh.controller.model.ipam import Ipam
     from nodemesh.controller.sources.file import FileSource
     from nodemesh.controller.xds.server import serve

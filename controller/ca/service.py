@@ -15,8 +15,8 @@ from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
-from nodemesh.controller.ca.tokens import NodeTokens
-from nodemesh.controller.xds.auth import authenticate
+from nodemesh.controller.nodeauth.auth import authenticate
+from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.xds.feed import ModelFeed
 
 log = logging.getLogger(__name__)

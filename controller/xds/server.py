@@ -24,8 +24,8 @@ from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.service import CaServicer
-from nodemesh.controller.ca.tokens import NodeTokens
-from nodemesh.controller.xds.auth import authenticate
+from nodemesh.controller.nodeauth.auth import authenticate
+from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.xds.feed import ModelFeed
 from nodemesh.controller.xds.tls import server_credentials
 from nodemesh.controller.xds.session import AckResult, AgentSession

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nodemesh.controller.ca.store import root_path
-from nodemesh.controller.ca.tokens import NodeTokens
+from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.kube.objects import load_file
 from nodemesh.controller.model.build import build_model
 from nodemesh.controller.model.ipam import Ipam

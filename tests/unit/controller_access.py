@@ -11,7 +11,7 @@ import grpc
 
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.store import self_signed
-from nodemesh.controller.ca.tokens import NodeTokens, token_hash
+from nodemesh.controller.nodeauth.tokens import NodeTokens, token_hash
 from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.controller.xds.server import DEFAULT_CERT_LIFETIME, RunningServer, serve

@@ -17,7 +17,7 @@ from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
 from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.controller.ca.store import self_signed
-from nodemesh.controller.ca.tokens import NodeTokens
+from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.xds.server import ListenError, parse_listen, serve
 from nodemesh.controller.xds.session import Rejection
 from nodemesh.identity import Identity

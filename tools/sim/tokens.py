@@ -17,7 +17,7 @@ from nodemesh.tools.sim.names import SimNames
 
 def write_tokens(names: SimNames, nodes: Iterable[str]) -> None:
     from nodemesh.controller.ca.store import write_private
-    from nodemesh.controller.ca.tokens import token_hash
+    from nodemesh.controller.nodeauth.tokens import token_hash
 
     names.tokens_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     hashes = {}

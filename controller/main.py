@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.controller.xds.server import parse_listen
+    from nodemesh.controller.server import parse_listen
 
     try:
         parse_listen(value)
@@ -115,7 +115,7 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     from nodemesh.controller.ca.store import CaError
     from nodemesh.controller.nodeauth.tokens import TokenFileError
     from nodemesh.controller.kube.objects import ConfigError
-    from nodemesh.controller.xds.server import ListenError
+    from nodemesh.controller.server import ListenError
 
     try:
         asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
@@ -149,7 +149,7 @@ async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     from nodemesh.controller.nodeauth.tokens import NodeTokens
     from nodemesh.controller.model.ipam import Ipam
     from nodemesh.controller.sources.file import FileSource
-    from nodemesh.controller.xds.server import serve
+    from nodemesh.controller.server import serve
 
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)

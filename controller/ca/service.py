@@ -17,7 +17,7 @@ from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
 from nodemesh.controller.nodeauth.auth import authenticate
 from nodemesh.controller.nodeauth.tokens import NodeTokens
-from nodemesh.controller.xds.feed import ModelFeed
+from nodemesh.controller.stream.feed import ModelFeed
 
 log = logging.getLogger(__name__)
 

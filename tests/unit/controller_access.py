@@ -14,7 +14,7 @@ from nodemesh.controller.ca.store import self_signed
 from nodemesh.controller.nodeauth.tokens import NodeTokens, token_hash
 from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
-from nodemesh.controller.xds.server import DEFAULT_CERT_LIFETIME, RunningServer, serve
+from nodemesh.controller.server import DEFAULT_CERT_LIFETIME, RunningServer, serve
 
 TOKENS = {"n1": "token-of-n1", "n2": "token-of-n2"}
 

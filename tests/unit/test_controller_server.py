@@ -18,8 +18,8 @@ from nodemesh.controller.model.ipam import Ipam
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.controller.ca.store import self_signed
 from nodemesh.controller.nodeauth.tokens import NodeTokens
-from nodemesh.controller.xds.server import ListenError, parse_listen, serve
-from nodemesh.controller.xds.session import Rejection
+from nodemesh.controller.server import ListenError, parse_listen, serve
+from nodemesh.controller.stream.session import Rejection
 from nodemesh.identity import Identity
 
 from controller_access import auth, start_controller, write_node_tokens

@@ -154,7 +154,7 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
     servicer = ConfigServicer(feed, tokens, authority.bundle_pem)
     mesh_pb2_grpc.add_MeshConfigServicer_to_server(servicer, server)
     mesh_pb2_grpc.add_CertificateAuthorityServicer_to_server(
-        CaServicer(feed, authority, tokens, cert_lifetime), server)
+        CaServicer(lambda: feed.current.model, authority, tokens, cert_lifetime), server)
     try:
         bound = server.add_secure_port(listen, server_credentials(authority, host))
     except RuntimeError as exc:

@@ -42,7 +42,7 @@ class ModelSource(Protocol):
     """Where the model comes from (the file source; later the Kubernetes API)."""
 
     def load(self) -> MeshModel:
-        """The model now; raises ConfigError when the objects are unusable."""
+        """The model now; raises Problems (ConfigError, ModelError) when the objects are unusable."""
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Call ``publish`` with each new valid model; runs until cancelled."""
@@ -137,8 +137,8 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
     """Load the model, listen on ``listen`` (HOST:PORT, TLS) and serve agents until ``stop()``:
     config streams, and workload certificates from ``authority`` valid for ``cert_lifetime``.
 
-    Raises ConfigError if the source's objects are unusable, ListenError if the address is not
-    available.
+    Raises Problems (ConfigError, ModelError) if the source's objects are unusable, ListenError
+    if the address is not available.
     """
     host, port = parse_listen(listen)
     feed = ModelFeed(source.load())

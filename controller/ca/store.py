@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodemesh.controller.ca.authority import Authority, SigningKey, create_root, utcnow
+from nodemesh.controller.files import write_atomically
 from nodemesh.identity import key_pem, new_key
 
 log = logging.getLogger(__name__)
@@ -129,18 +130,6 @@ def _authority(cert: x509.Certificate, key: SigningKey, above: list[x509.Certifi
     return Authority(cert=cert, key=key, intermediates=intermediates, roots=_unique(roots))
 
 
-def write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write whole or not at all: a temporary file with its mode from the start, then a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def self_signed(state_dir: Path, extra_roots: Sequence[x509.Certificate] = ()) -> Authority:
     """The root kept in ``state_dir/ca/``, made on first start; OSError if the directory is unusable."""
     ca_dir = Path(state_dir) / CA_DIR
@@ -156,8 +145,8 @@ def self_signed(state_dir: Path, extra_roots: Sequence[x509.Certificate] = ()) -
         ca_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = new_key()
         cert = create_root(key)
-        write_private(key_path, key_pem(key), 0o600)
-        write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomically(key_path, key_pem(key), 0o600)
+        write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         log.info("CA root created in %s (valid until %s)", cert_path, cert.not_valid_after_utc.date())
     _check_bundle(extra_roots, "--extra-trust-bundle")
     return _authority(cert, key, [], [cert, *extra_roots], str(cert_path))

@@ -8,11 +8,10 @@ address state as it was.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from nodemesh.controller.files import write_atomically
 from nodemesh.controller.kube.objects import KubeObjects
 from nodemesh.controller.model.build import build_model
 from nodemesh.controller.model.ipam import Assignments, Plan
@@ -50,7 +49,8 @@ class AddressStore:
         if plan.errors:
             raise ValueError("a plan with errors cannot be committed")
         if plan.state != self.assigned:
-            _write_atomically(self.path, _to_json(plan.state))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, _to_json(plan.state).encode())
         self.assigned = plan.state
 
     def _load(self) -> Assignments:
@@ -75,17 +75,3 @@ def _to_json(assigned: Assignments) -> str:
     return json.dumps({"nodes": assigned.nodes, "pods": assigned.pods, "services": assigned.services},
                       indent=2, sort_keys=True) + "\n"
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a torn state file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.controller.xds.server import parse_listen
+    from nodemesh.controller.server import parse_listen
 
     try:
         parse_listen(value)
@@ -113,13 +113,13 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from nodemesh.controller.ca.store import CaError
-    from nodemesh.controller.ca.tokens import TokenFileError
-    from nodemesh.controller.kube.objects import ConfigError
-    from nodemesh.controller.xds.server import ListenError
+    from nodemesh.controller.nodeauth.tokens import TokenFileError
+    from nodemesh.controller.problems import Problems
+    from nodemesh.controller.server import ListenError
 
     try:
         asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
-    except ConfigError as exc:
+    except Problems as exc:
         click.echo(f"nodemesh controller: cannot start, {len(exc.errors)} problem(s):", err=True)
         for message in exc.errors:
             click.echo(f"  {message}", err=True)
@@ -146,14 +146,14 @@ def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
 async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
                ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
-    from nodemesh.controller.ca.tokens import NodeTokens
-    from nodemesh.controller.model.ipam import Ipam
+    from nodemesh.controller.nodeauth.tokens import NodeTokens
+    from nodemesh.controller.server import serve
+    from nodemesh.controller.sources.addresses import AddressStore
     from nodemesh.controller.sources.file import FileSource
-    from nodemesh.controller.xds.server import serve
 
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)
-    source = FileSource(path, Ipam(state_dir), trust_domain=trust_domain)
+    source = FileSource(path, AddressStore(state_dir), trust_domain=trust_domain)
     running = await serve(source, listen, authority, tokens, ca.lifetime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Callable
 
 import grpc
 
@@ -15,17 +16,20 @@ from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
-from nodemesh.controller.ca.tokens import NodeTokens
-from nodemesh.controller.xds.auth import authenticate
-from nodemesh.controller.xds.feed import ModelFeed
+from nodemesh.controller.nodeauth.auth import authenticate
+from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
 
 
 class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
-    def __init__(self, feed: ModelFeed, authority: Authority, tokens: NodeTokens,
-                 lifetime: dt.timedelta) -> None:
-        self.feed = feed
+    def __init__(self, current_model: Callable[[], MeshModel], authority: Authority,
+                 tokens: NodeTokens, lifetime: dt.timedelta) -> None:
+        """``current_model`` returns the model served now, so that the CA places workloads by the
+        version the agents are streamed; a callable, not the stream's feed, keeps the CA below
+        the stream in the controller's layers."""
+        self.current_model = current_model
         self.authority = authority
         self.tokens = tokens
         self.lifetime = lifetime
@@ -34,7 +38,7 @@ class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
                            context: grpc.aio.ServicerContext) -> pb.SignResponse:
         node = await authenticate(context, self.tokens)
         try:
-            approved = check_request(self.feed.current.model, node, request.workload_uid,
+            approved = check_request(self.current_model(), node, request.workload_uid,
                                      request.csr_pem)
         except (NotPermitted, BadRequest) as exc:
             code = (grpc.StatusCode.PERMISSION_DENIED if isinstance(exc, NotPermitted)

@@ -10,7 +10,6 @@ certificates later.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodemesh.controller.ca.authority import Authority, SigningKey, create_root, utcnow
+from nodemesh.controller.files import write_atomically
 from nodemesh.identity import key_pem, new_key
+from nodemesh.private import NotPrivate, check_private
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,18 @@ def read_key(path: Path, what: str) -> SigningKey:
         raise CaError(f"{what} {path}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise CaError(f"{what} {path}: an ECDSA or RSA key is needed, this is {type(key).__name__}")
-    if os.stat(path).st_mode & 0o077:
-        log.warning("%s %s is readable by other users: chmod 600 it", what, path)
+    _check_private(path, what)
     return key
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Whoever reads the CA key can sign any identity of the mesh, and whoever may write its
+    folder can put in a key of their own: the controller does not start until both are their
+    owner's alone (``nodemesh/private.py``, as ssh refuses such a key)."""
+    try:
+        check_private(path, what)
+    except NotPrivate as exc:
+        raise CaError(str(exc)) from None
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -129,22 +139,12 @@ def _authority(cert: x509.Certificate, key: SigningKey, above: list[x509.Certifi
     return Authority(cert=cert, key=key, intermediates=intermediates, roots=_unique(roots))
 
 
-def write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write whole or not at all: a temporary file with its mode from the start, then a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def self_signed(state_dir: Path, extra_roots: Sequence[x509.Certificate] = ()) -> Authority:
     """The root kept in ``state_dir/ca/``, made on first start; OSError if the directory is unusable."""
     ca_dir = Path(state_dir) / CA_DIR
     cert_path, key_path = ca_dir / ROOT_CERT, ca_dir / ROOT_KEY
+    if ca_dir.exists():
+        _check_private(ca_dir, "CA directory")
     if cert_path.exists() != key_path.exists():
         present, missing = (cert_path, key_path) if cert_path.exists() else (key_path, cert_path)
         raise CaError(f"{present} exists but {missing} does not: restore it, or remove {ca_dir} "
@@ -156,8 +156,8 @@ def self_signed(state_dir: Path, extra_roots: Sequence[x509.Certificate] = ()) -
         ca_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = new_key()
         cert = create_root(key)
-        write_private(key_path, key_pem(key), 0o600)
-        write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomically(key_path, key_pem(key), 0o600)
+        write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         log.info("CA root created in %s (valid until %s)", cert_path, cert.not_valid_after_utc.date())
     _check_bundle(extra_roots, "--extra-trust-bundle")
     return _authority(cert, key, [], [cert, *extra_roots], str(cert_path))

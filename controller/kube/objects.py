@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from nodemesh.controller.problems import Problems
 from nodemesh.model import MESH_ENABLED, MESH_LABEL
 
 DEFAULT_NAMESPACE = "default"
@@ -35,12 +36,8 @@ _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-class ConfigError(Exception):
-    """Objects the mesh cannot use; ``errors`` lists every problem, one message each."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = list(errors)
+class ConfigError(Problems):
+    """Objects that cannot be read or do not parse; ``errors`` lists every problem."""
 
 
 @dataclass(frozen=True)

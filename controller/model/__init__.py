@@ -1,1 +1,1 @@
-"""From Kubernetes objects to the mesh model, and address assignment for local mode."""
+"""From Kubernetes objects to the mesh model, and address planning for local mode; pure, no IO."""

@@ -1,17 +1,20 @@
 """Kubernetes objects -> the mesh model: the one code path every source goes through.
 
-Everything that can be wrong is checked before anything is committed: a model either builds
-whole (and its addresses are persisted) or raises ConfigError listing every problem, leaving the
-address state as it was.
+Pure: it reads the addresses assigned so far and returns the model with the address plan it was
+built with, and writes nothing. Either it builds whole or it raises ModelError listing every
+problem; the source persists the plan only after a model built whole, so that a refused model
+leaves the address state as it was.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from nodemesh.controller.kube import objects as kube
-from nodemesh.controller.kube.objects import ConfigError, KubeObjects
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.kube.objects import KubeObjects
+from nodemesh.controller.model.ipam import Assignments, Plan, plan_addresses
+from nodemesh.controller.problems import Problems
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN, Identity
 from nodemesh.model import (
     MTLS_MODE_LABEL,
@@ -34,14 +37,25 @@ _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://nodemesh.io/workload")
 UNRESOLVED_TARGET_PORT = 0
 
 
+class ModelError(Problems):
+    """Objects that parse but make no mesh model (addresses that clash, ports that do not
+    resolve, labels with unknown values); ``errors`` lists every problem."""
+
+
+@dataclass(frozen=True)
+class Built:
+    model: MeshModel
+    addresses: Plan  # what the model's addresses come from: to persist once the model is adopted
+
+
 def workload_uid(pod: kube.Pod) -> str:
     return pod.uid or str(uuid.uuid5(_UID_NAMESPACE, pod.ref))
 
 
-def build_model(objects: KubeObjects, ipam: Ipam,
-                trust_domain: str = DEFAULT_TRUST_DOMAIN) -> MeshModel:
-    """The model for ``objects``; assigns (and persists) addresses through ``ipam``; workload
-    identities are SPIFFE ids in ``trust_domain``."""
+def build_model(objects: KubeObjects, assigned: Assignments,
+                trust_domain: str = DEFAULT_TRUST_DOMAIN) -> Built:
+    """The model for ``objects``, with addresses planned from those ``assigned`` before;
+    workload identities are SPIFFE ids in ``trust_domain``."""
     errors: list[str] = []
     mtls_modes = {ns.name: _mtls_mode(ns, errors) for ns in objects.namespaces}
     uids = {pod.ref: workload_uid(pod) for pod in objects.pods}
@@ -50,11 +64,10 @@ def build_model(objects: KubeObjects, ipam: Ipam,
         endpoints = select_endpoints(svc, objects.pods)
         ports = tuple(_resolve_port(svc, i, spec, endpoints, errors) for i, spec in enumerate(svc.ports))
         services.append((svc, ports, tuple(uids[pod.ref] for pod in endpoints)))
-    plan = ipam.plan(objects)
+    plan = plan_addresses(assigned, objects)
     errors.extend(plan.errors)
     if errors:
-        raise ConfigError(errors)
-    ipam.commit(plan)
+        raise ModelError(errors)
 
     meshed = {ns.name for ns in objects.namespaces if ns.meshed}
     workloads = [
@@ -73,11 +86,12 @@ def build_model(objects: KubeObjects, ipam: Ipam,
     ]
     nodes = [Node(name=name, ip=plan.node_ip(name), pod_cidr=plan.node_pod_cidr(name))
              for name in sorted({pod.node_name for pod in objects.pods})]
-    return MeshModel(
+    model = MeshModel(
         workloads={w.uid: w for w in workloads},
         services={s.key: s for s in model_services},
         nodes={n.name: n for n in nodes},
     )
+    return Built(model, plan)
 
 
 def _mtls_mode(ns: kube.Namespace, errors: list[str]) -> str:

@@ -2,8 +2,8 @@
 
 On a real cluster Kubernetes assigns pod IPs and service VIPs; locally nobody does, so the
 controller hands them out. Addresses must survive restarts (agents, the simulated network and
-users' notes all hold them), so every assignment is persisted in ``state_dir/ipam.json`` and an
-object keeps its address for as long as it exists. Given addresses (``status.podIP``,
+users' notes all hold them), so an object keeps its address for as long as it exists; the
+source persists every assignment (``sources/addresses.py``). Given addresses (``status.podIP``,
 ``spec.clusterIP``) are honoured once checked.
 
 The ranges (fixed, the simulated cluster wires them):
@@ -11,24 +11,20 @@ The ranges (fixed, the simulated cluster wires them):
 - pods: .10 to .254 of their node's pod CIDR (below .10 is left to the node);
 - service VIPs: 10.96.0.10 to 10.96.255.254.
 
-Assignment is a pure plan from (persisted state, objects) that the caller commits only when the
-whole model built, so a rejected reload changes nothing. The plan is deterministic (new objects are
-served in name order), so two processes with the same state and input agree.
+Assignment is a pure plan from (the assignments so far, objects), without IO, that the caller
+persists only when the whole model built, so a rejected reload changes nothing. The plan is
+deterministic (new objects are served in name order), so two processes with the same state and
+input agree.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Iterable
 
-from nodemesh.controller.kube.objects import ConfigError, KubeObjects
+from nodemesh.controller.kube.objects import KubeObjects
 
-STATE_FILE = "ipam.json"
 MAX_NODES = 253  # 172.30.0.254 is the controller's host on the simulated bridge
 _SERVICE_RANGE = (IPv4Address("10.96.0.10"), IPv4Address("10.96.255.254"))
 
@@ -46,23 +42,19 @@ def _pod_range(index: int) -> tuple[IPv4Address, IPv4Address]:
 
 
 @dataclass(frozen=True)
-class _State:
+class Assignments:
     """What is persisted: node indexes, pod IPs and service VIPs, keyed by name (``ns/name``)."""
 
     nodes: dict[str, int] = field(default_factory=dict)
     pods: dict[str, str] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> str:
-        return json.dumps({"nodes": self.nodes, "pods": self.pods, "services": self.services},
-                          indent=2, sort_keys=True) + "\n"
-
 
 @dataclass(frozen=True)
 class Plan:
-    """The addresses for one set of objects; ``errors`` non-empty means it must not be committed."""
+    """The addresses for one set of objects; ``errors`` non-empty means it must not be persisted."""
 
-    state: _State
+    state: Assignments
     errors: list[str]
 
     def node_ip(self, node: str) -> str:
@@ -91,66 +83,31 @@ class _Claim:
     range_name: str
 
 
-class Ipam:
-    """Persisted address assignment; ``plan`` is pure, ``commit`` adopts and writes a plan."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / STATE_FILE
-        self._state = self._load()
-
-    def _load(self) -> _State:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return _State()
-        # any other OSError propagates: the state directory itself is unusable
-        try:
-            data = json.loads(text)
-            return _State(
-                nodes={str(k): int(v) for k, v in data["nodes"].items()},
-                pods={str(k): str(IPv4Address(v)) for k, v in data["pods"].items()},
-                services={str(k): str(IPv4Address(v)) for k, v in data["services"].items()},
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError([f"{self.path}: unreadable address state ({exc}); fix it, or delete "
-                               "it to assign every address afresh"]) from None
-
-    def plan(self, objects: KubeObjects) -> Plan:
-        errors: list[str] = []
-        nodes = _assign_nodes(self._state.nodes, {pod.node_name for pod in objects.pods}, errors)
-        pod_claims = []
-        for pod in objects.pods:
-            if pod.node_name not in nodes:
-                continue  # no room for its node: already reported
-            first, last = _pod_range(nodes[pod.node_name])
-            pod_claims.append(_Claim(
-                key=pod.ref, obj=f"Pod {pod.ref}", field="status.podIP",
-                requested=IPv4Address(pod.pod_ip) if pod.pod_ip else None,
-                first=first, last=last, range_name=f"node {pod.node_name}'s pod range"))
-        service_claims = [
-            _Claim(key=svc.ref, obj=f"Service {svc.ref}", field="spec.clusterIP",
-                   requested=IPv4Address(svc.cluster_ip) if svc.cluster_ip else None,
-                   first=_SERVICE_RANGE[0], last=_SERVICE_RANGE[1], range_name="the service range")
-            for svc in objects.services
-        ]
-        state = _State(
-            nodes=nodes,
-            pods=_assign(self._state.pods, pod_claims, errors),
-            services=_assign(self._state.services, service_claims, errors),
-        )
-        return Plan(state=state, errors=errors)
-
-    def commit(self, plan: Plan) -> None:
-        """Adopt a plan without errors, writing it first (atomically) when it changed anything.
-
-        Raises OSError when the state cannot be written: then nothing is adopted, so that no
-        address is handed out that a restart would forget.
-        """
-        if plan.errors:
-            raise ValueError("a plan with errors cannot be committed")
-        if plan.state != self._state:
-            _write_atomically(self.path, plan.state.to_json())
-        self._state = plan.state
+def plan_addresses(assigned: Assignments, objects: KubeObjects) -> Plan:
+    """The addresses of ``objects``, given what was ``assigned`` before."""
+    errors: list[str] = []
+    nodes = _assign_nodes(assigned.nodes, {pod.node_name for pod in objects.pods}, errors)
+    pod_claims = []
+    for pod in objects.pods:
+        if pod.node_name not in nodes:
+            continue  # no room for its node: already reported
+        first, last = _pod_range(nodes[pod.node_name])
+        pod_claims.append(_Claim(
+            key=pod.ref, obj=f"Pod {pod.ref}", field="status.podIP",
+            requested=IPv4Address(pod.pod_ip) if pod.pod_ip else None,
+            first=first, last=last, range_name=f"node {pod.node_name}'s pod range"))
+    service_claims = [
+        _Claim(key=svc.ref, obj=f"Service {svc.ref}", field="spec.clusterIP",
+               requested=IPv4Address(svc.cluster_ip) if svc.cluster_ip else None,
+               first=_SERVICE_RANGE[0], last=_SERVICE_RANGE[1], range_name="the service range")
+        for svc in objects.services
+    ]
+    state = Assignments(
+        nodes=nodes,
+        pods=_assign(assigned.pods, pod_claims, errors),
+        services=_assign(assigned.services, service_claims, errors),
+    )
+    return Plan(state=state, errors=errors)
 
 
 def _assign_nodes(old: dict[str, int], names: set[str], errors: list[str]) -> dict[str, int]:
@@ -212,18 +169,3 @@ def _lowest_free(first: IPv4Address, last: IPv4Address, used: Iterable[IPv4Addre
     taken = set(used)
     return next((IPv4Address(n) for n in range(int(first), int(last) + 1)
                  if IPv4Address(n) not in taken), None)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a torn state file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
-from nodemesh.controller.kube.objects import ConfigError, load_file
-from nodemesh.controller.model.build import build_model
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.files import Fingerprint, fingerprint
+from nodemesh.controller.kube.objects import load_file
+from nodemesh.controller.problems import Problems
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN
 from nodemesh.model import MeshModel
 
@@ -25,33 +25,26 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
 
-Fingerprint = tuple[int, int, int, int] | None  # None: the file cannot be stat'ed
-
-
-def fingerprint(path: Path) -> Fingerprint:
-    """What changes when a file is edited or replaced; None when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
 
 class FileSource:
-    def __init__(self, path: Path, ipam: Ipam, poll_interval: float = POLL_INTERVAL,
+    def __init__(self, path: Path, addresses: AddressStore, poll_interval: float = POLL_INTERVAL,
                  trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
         self.path = Path(path)
-        self.ipam = ipam
+        self.addresses = addresses
         self.trust_domain = trust_domain
         self.poll_interval = poll_interval
         self._loaded: Fingerprint = None
 
     def load(self) -> MeshModel:
-        """The model as the file is now; raises ConfigError (or OSError for the state dir)."""
+        """The model as the file is now, its addresses kept; raises ConfigError or ModelError
+        (or OSError for the state dir)."""
         stamp = fingerprint(self.path)
-        model = build_model(load_file(self.path), self.ipam, self.trust_domain)
+        model = self._model()
         self._loaded = stamp
         return model
+
+    def _model(self) -> MeshModel:
+        return self.addresses.model_for(load_file(self.path), self.trust_domain)
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Publish the model each time the file changes to something valid; runs until cancelled."""
@@ -65,8 +58,8 @@ class FileSource:
                 continue
             self._loaded = stamp
             try:
-                model = build_model(load_file(self.path), self.ipam, self.trust_domain)
-            except ConfigError as exc:
+                model = self._model()
+            except Problems as exc:
                 log.error("%s changed but cannot be used; keeping the last good model:", self.path)
                 for message in exc.errors:
                     log.error("  %s", message)

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from nodemesh.controller.ca.store import root_path
-from nodemesh.controller.ca.tokens import NodeTokens
 from nodemesh.controller.kube.objects import load_file
-from nodemesh.controller.model.build import build_model
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.tools.sim.cluster import lay_out, start_components
 from nodemesh.tools.sim.names import CONTROLLER_IP, CONTROLLER_PORT, SimNames
 from nodemesh.tools.sim.plan import plan_from_file
@@ -75,7 +74,7 @@ def test_agents_get_certificates_for_their_own_nodes_workloads_only(sim_names, t
     tokens = NodeTokens(names.node_tokens)
     assert tokens.node_for(names.node_token("node-b").read_text()) == "node-b"
 
-    model = build_model(load_file(DEMO), Ipam(names.controller_state_dir))
+    model = AddressStore(names.controller_state_dir).model_for(load_file(DEMO))
     by_ref = {w.ref: w for w in model.workloads.values()}
     client, remote = by_ref["shop/client"], by_ref["shop/catalog-b"]
 

@@ -11,10 +11,10 @@ import grpc
 
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.store import self_signed
-from nodemesh.controller.ca.tokens import NodeTokens, token_hash
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.nodeauth.tokens import NodeTokens, token_hash
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.controller.sources.file import FileSource
-from nodemesh.controller.xds.server import DEFAULT_CERT_LIFETIME, RunningServer, serve
+from nodemesh.controller.server import DEFAULT_CERT_LIFETIME, RunningServer, serve
 
 TOKENS = {"n1": "token-of-n1", "n2": "token-of-n2"}
 
@@ -53,7 +53,7 @@ async def start_controller(tmp_path: Path, text: str,
     cluster.write_text(text)
     state = tmp_path / "state"
     authority = authority or self_signed(state)
-    running = await serve(FileSource(cluster, Ipam(state), poll_interval=0.05), f"127.0.0.1:{port}",
-                          authority, NodeTokens(write_node_tokens(tmp_path / "tokens.json")),
-                          lifetime)
+    source = FileSource(cluster, AddressStore(state), poll_interval=0.05)
+    running = await serve(source, f"127.0.0.1:{port}", authority,
+                          NodeTokens(write_node_tokens(tmp_path / "tokens.json")), lifetime)
     return ControllerUnderTest(running, cluster, authority.bundle_pem)

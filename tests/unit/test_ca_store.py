@@ -74,6 +74,7 @@ def test_issued_chains_carry_the_intermediates_up_to_the_root(tmp_path):
     signing = ca_cert("corp mesh", key, middle, middle_key, path_length=0)
     (tmp_path / "ca.pem").write_bytes(to_pem(signing, middle, root))
     (tmp_path / "key.pem").write_bytes(key_pem(key))
+    (tmp_path / "key.pem").chmod(0o600)
     (tmp_path / "root.pem").write_bytes(to_pem(root))
     authority = user_supplied(tmp_path / "ca.pem", tmp_path / "key.pem", tmp_path / "root.pem")
     assert authority.intermediates == (signing, middle)
@@ -138,3 +139,41 @@ def test_extra_roots_must_be_current_cas(tmp_path):
     expired = ca_cert("old root", new_key(), days=-1)
     with pytest.raises(CaError, match="--extra-trust-bundle: CN=old root expired on"):
         self_signed(tmp_path / "c", extra_roots=[expired])
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_root_key_open_to_group_or_others_is_refused_with_the_chmod_to_run(tmp_path, mode):
+    self_signed(tmp_path)
+    key = tmp_path / "ca" / "root-key.pem"
+    key.chmod(mode)
+    with pytest.raises(CaError) as info:
+        self_signed(tmp_path)
+    assert str(info.value) == (f"CA root key {key} has mode {mode:04o}: group or others may use it; "
+                               f"allow only its owner: chmod 600 {key}")
+    key.chmod(0o600)
+    assert self_signed(tmp_path).cert  # and once it is private again, it serves
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o707, 0o770])
+def test_a_ca_directory_open_to_group_or_others_is_refused_with_the_chmod_to_run(tmp_path, mode):
+    self_signed(tmp_path)
+    ca = tmp_path / "ca"
+    ca.chmod(mode)
+    with pytest.raises(CaError) as info:
+        self_signed(tmp_path)
+    assert str(info.value) == (f"CA directory {ca} has mode {mode:04o}: group or others may use it; "
+                               f"allow only its owner: chmod 700 {ca}")
+    # also before a first root is made in a directory that was there already
+    for f in ca.iterdir():
+        f.unlink()
+    with pytest.raises(CaError, match=f"CA directory {ca} has mode"):
+        self_signed(tmp_path)
+    assert list(ca.iterdir()) == []  # no key was written into it
+
+
+def test_a_users_ca_key_open_to_others_is_refused(tmp_path):
+    user = UserCa(tmp_path / "user")
+    user.key_path.chmod(0o644)
+    with pytest.raises(CaError, match=f"^--ca-key {user.key_path} has mode 0644: .* "
+                                      f"chmod 600 {user.key_path}$"):
+        user_supplied(user.cert_path, user.key_path, user.bundle_path)

@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
-from nodemesh.controller.kube.objects import ConfigError, parse_documents
-from nodemesh.controller.model.build import build_model
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.kube.objects import parse_documents
+from nodemesh.controller.model.build import ModelError, build_model
+from nodemesh.controller.model.ipam import Assignments
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.model import PERMISSIVE, STRICT, Node, ServicePort
 
 CLUSTER = """
@@ -55,7 +56,18 @@ spec: {ports: [{port: 80}]}
 
 
 def build(text: str, state_dir, **kwargs):
-    return build_model(parse_documents(text, "t"), Ipam(state_dir), **kwargs)
+    """As a source builds: the model, its addresses kept in ``state_dir`` once it built whole."""
+    return AddressStore(state_dir).model_for(parse_documents(text, "t"), **kwargs)
+
+
+def test_building_returns_the_address_plan_with_the_model_and_keeps_nothing():
+    """No path goes in, so nothing is written: keeping the plan is the source's job."""
+    objects = parse_documents(CLUSTER, "t")
+    built = build_model(objects, Assignments())
+    by_ref = {w.ref: w for w in built.model.workloads.values()}
+    assert built.addresses.pod_ip("shop/web-a") == by_ref["shop/web-a"].ip
+    assert built.addresses.service_vip("shop/web") == built.model.services["shop/web"].vip
+    assert build_model(objects, Assignments()) == built  # the same input, the same model and plan
 
 
 def test_workloads_carry_identity_placement_and_mesh_membership(tmp_path):
@@ -120,7 +132,7 @@ def two_endpoints(a_ports: str, b_ports: str) -> str:
 def test_named_target_ports_that_endpoints_do_not_agree_on_are_refused(tmp_path, b_ports, expected):
     agreeing = two_endpoints("[{containerPort: 8080, name: http}]", "[{containerPort: 8080, name: http}]")
     assert build(agreeing, tmp_path / "ok").services["default/web"].ports[0].target_port == 8080
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ModelError) as info:
         build(two_endpoints("[{containerPort: 8080, name: http}]", b_ports), tmp_path)
     assert info.value.errors == [expected]
     assert not (tmp_path / "ipam.json").exists()
@@ -132,7 +144,7 @@ def test_build_errors_and_address_errors_are_reported_together(tmp_path):
         "spec: {nodeName: node-a, containers: [{name: c}]}\nstatus: {podIP: 10.10.2.50}\n"
         "---\napiVersion: v1\nkind: Service\nmetadata: {name: n, namespace: legacy}\n"
         "spec: {selector: {app: web}, ports: [{port: 1, targetPort: http}]}\n")
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ModelError) as info:
         build(text, tmp_path)
     assert [e.split(":")[0] for e in info.value.errors] == ["Service legacy/n", "Pod legacy/x"]
 
@@ -166,7 +178,7 @@ def test_pods_of_the_implicit_default_namespace_are_permissive(tmp_path):
 
 
 def test_an_unknown_mtls_mode_names_the_namespace_and_label(tmp_path):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ModelError) as info:
         build(with_mode("strictest"), tmp_path)
     assert info.value.errors == ["Namespace shop: metadata.labels.nodemesh.io/mtls-mode: 'strictest' "
                                  "is not STRICT or PERMISSIVE"]

@@ -137,3 +137,17 @@ def test_ca_options_are_checked_before_anything_starts(cli, tmp_path):
     extra = cli(*base, "--extra-trust-bundle", str(tmp_path / "junk.pem"))
     assert extra.returncode == 1
     assert f"--extra-trust-bundle {tmp_path / 'junk.pem'}: not a PEM file of certificates" in extra.stderr
+
+
+def test_a_ca_directory_open_to_others_stops_the_start_with_the_chmod_to_run(cli, tmp_path):
+    (tmp_path / "c.yaml").write_text(GOOD)
+    ca = tmp_path / "s" / "ca"
+    ca.mkdir(parents=True)
+    ca.chmod(0o755)
+    result = cli("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path / "s"),
+                 "--listen", "127.0.0.1:0", *tokens_flag(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"nodemesh controller: CA directory {ca} has mode 0755: group or others may use it; "
+        f"allow only its owner: chmod 700 {ca}")
+    assert list(ca.iterdir()) == []

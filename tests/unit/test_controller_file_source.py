@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nodemesh.controller.kube.objects import ConfigError
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.model import MeshModel
 
@@ -51,17 +51,17 @@ def cluster(tmp_path: Path) -> Path:
 
 
 def test_load_builds_the_model(cluster, tmp_path):
-    assert names(FileSource(cluster, Ipam(tmp_path)).load()) == ["a"]
+    assert names(FileSource(cluster, AddressStore(tmp_path)).load()) == ["a"]
 
 
 def test_load_refuses_a_bad_file(cluster, tmp_path):
     cluster.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c}]}\n")
     with pytest.raises(ConfigError, match="Pod default/a: spec.nodeName: required"):
-        FileSource(cluster, Ipam(tmp_path)).load()
+        FileSource(cluster, AddressStore(tmp_path)).load()
 
 
 def test_an_edit_in_place_applies_within_a_second(cluster, tmp_path):
-    source = FileSource(cluster, Ipam(tmp_path))  # default poll interval
+    source = FileSource(cluster, AddressStore(tmp_path))  # default poll interval
     source.load()
     published = asyncio.run(watch_while(source, lambda: cluster.write_text(pods("a", "b"))))
     assert [names(m) for m in published] == [["a", "b"]]
@@ -69,7 +69,7 @@ def test_an_edit_in_place_applies_within_a_second(cluster, tmp_path):
 
 def test_a_replaced_file_applies(cluster, tmp_path):
     """Editors write a new file and rename it over the old one: a new inode, maybe the same size."""
-    source = FileSource(cluster, Ipam(tmp_path), poll_interval=FAST_POLL)
+    source = FileSource(cluster, AddressStore(tmp_path), poll_interval=FAST_POLL)
     source.load()
     stat = cluster.stat()
 
@@ -83,17 +83,23 @@ def test_a_replaced_file_applies(cluster, tmp_path):
     assert [names(m) for m in published] == [["z"]]
 
 
-def test_a_bad_edit_keeps_the_last_good_model_and_logs_why(cluster, tmp_path, caplog):
-    ipam = Ipam(tmp_path)
-    source = FileSource(cluster, ipam, poll_interval=FAST_POLL)
+@pytest.mark.parametrize("bad, expected", [
+    # objects that do not parse
+    ("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: x}]}\n",
+     "Service default/s: spec.ports[0].port: must be a number"),
+    # objects that parse but make no model
+    ("apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {nodemesh.io/mtls-mode: lax}}\n",
+     "Namespace default: metadata.labels.nodemesh.io/mtls-mode: 'lax' is not STRICT or PERMISSIVE"),
+])
+def test_a_bad_edit_keeps_the_last_good_model_and_logs_why(cluster, tmp_path, caplog, bad, expected):
+    source = FileSource(cluster, AddressStore(tmp_path), poll_interval=FAST_POLL)
     source.load()
-    bad = pods("a", "b") + "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: x}]}\n"
     with caplog.at_level(logging.ERROR, logger="nodemesh.controller.sources.file"):
-        published = asyncio.run(watch_while(source, lambda: cluster.write_text(bad)))
+        published = asyncio.run(watch_while(source, lambda: cluster.write_text(pods("a", "b") + bad)))
     assert published == []
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("keeping the last good model" in m for m in messages)
-    assert any("Service default/s: spec.ports[0].port: must be a number" in m for m in messages)
+    assert any(expected in m for m in messages)
     assert "default/b" not in (tmp_path / "ipam.json").read_text()  # nothing was assigned
 
     # and the next good edit applies again
@@ -102,7 +108,7 @@ def test_a_bad_edit_keeps_the_last_good_model_and_logs_why(cluster, tmp_path, ca
 
 
 def test_a_deleted_file_keeps_the_last_good_model(cluster, tmp_path, caplog):
-    source = FileSource(cluster, Ipam(tmp_path), poll_interval=FAST_POLL)
+    source = FileSource(cluster, AddressStore(tmp_path), poll_interval=FAST_POLL)
     source.load()
     with caplog.at_level(logging.ERROR, logger="nodemesh.controller.sources.file"):
         published = asyncio.run(watch_while(source, cluster.unlink))

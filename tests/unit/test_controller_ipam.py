@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from nodemesh.controller.kube.objects import ConfigError, parse_documents
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.kube.objects import parse_documents
+from nodemesh.controller.model.build import ModelError
+from nodemesh.controller.model.ipam import plan_addresses
+from nodemesh.controller.sources.addresses import AddressStateError, AddressStore
 
 
 def pod(name: str, node: str, ip: str | None = None) -> str:
@@ -21,16 +23,18 @@ def service(name: str, cluster_ip: str | None = None) -> str:
     return f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 80}}]{ip}}}\n---\n"
 
 
-def assign(ipam: Ipam, text: str):
-    plan = ipam.plan(parse_documents(text, "t"))
+def assign(store: AddressStore, text: str):
+    """Plan the addresses of ``text`` from what ``store`` holds, and keep them there."""
+    plan = plan_addresses(store.assigned, parse_documents(text, "t"))
     if plan.errors:
-        raise ConfigError(plan.errors)
-    ipam.commit(plan)
+        raise ModelError(plan.errors)
+    store.commit(plan)
     return plan
 
 
 def test_ranges_follow_the_briefing(tmp_path):
-    plan = assign(Ipam(tmp_path), pod("b", "n2") + pod("a", "n1") + pod("c", "n1") + service("s"))
+    plan = assign(AddressStore(tmp_path),
+                  pod("b", "n2") + pod("a", "n1") + pod("c", "n1") + service("s"))
     assert (plan.node_ip("n1"), plan.node_pod_cidr("n1")) == ("172.30.0.1", "10.10.1.0/24")
     assert (plan.node_ip("n2"), plan.node_pod_cidr("n2")) == ("172.30.0.2", "10.10.2.0/24")
     assert [plan.pod_ip(r) for r in ("default/a", "default/c", "default/b")] == [
@@ -39,9 +43,9 @@ def test_ranges_follow_the_briefing(tmp_path):
 
 
 def test_addresses_survive_a_restart_and_new_objects_do_not_move_old_ones(tmp_path):
-    first = assign(Ipam(tmp_path), pod("m", "n1") + pod("z", "n1") + service("s"))
+    first = assign(AddressStore(tmp_path), pod("m", "n1") + pod("z", "n1") + service("s"))
     # a new instance reads ipam.json; "a" sorts first but must not take m's or z's address
-    second = assign(Ipam(tmp_path), pod("a", "n1") + pod("m", "n1") + pod("z", "n1")
+    second = assign(AddressStore(tmp_path), pod("a", "n1") + pod("m", "n1") + pod("z", "n1")
                     + service("a") + service("s"))
     assert second.pod_ip("default/m") == first.pod_ip("default/m") == "10.10.1.10"
     assert second.pod_ip("default/z") == first.pod_ip("default/z") == "10.10.1.11"
@@ -53,16 +57,16 @@ def test_addresses_survive_a_restart_and_new_objects_do_not_move_old_ones(tmp_pa
 
 
 def test_removed_objects_release_their_address_but_nodes_keep_theirs(tmp_path):
-    ipam = Ipam(tmp_path)
-    assign(ipam, pod("a", "n1") + pod("b", "n2"))
-    plan = assign(ipam, pod("c", "n1"))
+    store = AddressStore(tmp_path)
+    assign(store, pod("a", "n1") + pod("b", "n2"))
+    plan = assign(store, pod("c", "n1"))
     assert plan.pod_ip("default/c") == "10.10.1.10"  # a's, released
     assert "default/a" not in json.loads((tmp_path / "ipam.json").read_text())["pods"]
-    assert assign(ipam, pod("b", "n2") + pod("c", "n1")).node_ip("n2") == "172.30.0.2"
+    assert assign(store, pod("b", "n2") + pod("c", "n1")).node_ip("n2") == "172.30.0.2"
 
 
 def test_given_addresses_are_honoured_and_others_go_around_them(tmp_path):
-    plan = assign(Ipam(tmp_path), pod("a", "n1") + pod("b", "n1", "10.10.1.10")
+    plan = assign(AddressStore(tmp_path), pod("a", "n1") + pod("b", "n1", "10.10.1.10")
                   + service("s") + service("t", "10.96.0.10"))
     assert plan.pod_ip("default/b") == "10.10.1.10"
     assert plan.pod_ip("default/a") == "10.10.1.11"
@@ -71,9 +75,9 @@ def test_given_addresses_are_honoured_and_others_go_around_them(tmp_path):
 
 
 def test_a_pod_moved_to_another_node_gets_an_address_there(tmp_path):
-    ipam = Ipam(tmp_path)
-    assign(ipam, pod("a", "n1") + pod("x", "n2"))
-    assert assign(ipam, pod("a", "n2") + pod("x", "n2")).pod_ip("default/a") == "10.10.2.11"
+    store = AddressStore(tmp_path)
+    assign(store, pod("a", "n1") + pod("x", "n2"))
+    assert assign(store, pod("a", "n2") + pod("x", "n2")).pod_ip("default/a") == "10.10.2.11"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -88,39 +92,40 @@ def test_a_pod_moved_to_another_node_gets_an_address_there(tmp_path):
      "Service default/t: spec.clusterIP: 10.96.0.20 is already the address of Service default/s"),
 ])
 def test_conflicts_and_out_of_range_addresses_are_refused(tmp_path, text, expected):
-    with pytest.raises(ConfigError) as info:
-        assign(Ipam(tmp_path), text)
+    with pytest.raises(ModelError) as info:
+        assign(AddressStore(tmp_path), text)
     assert info.value.errors == [expected]
     assert not (tmp_path / "ipam.json").exists()
 
 
 def test_a_given_address_cannot_take_one_an_existing_pod_holds(tmp_path):
-    ipam = Ipam(tmp_path)
-    assign(ipam, pod("a", "n1"))
-    with pytest.raises(ConfigError, match="10.10.1.10 is already the address of Pod default/a"):
-        assign(ipam, pod("a", "n1") + pod("b", "n1", "10.10.1.10"))
+    store = AddressStore(tmp_path)
+    assign(store, pod("a", "n1"))
+    with pytest.raises(ModelError, match="10.10.1.10 is already the address of Pod default/a"):
+        assign(store, pod("a", "n1") + pod("b", "n1", "10.10.1.10"))
 
 
 def test_a_failed_plan_changes_nothing(tmp_path):
-    ipam = Ipam(tmp_path)
-    assign(ipam, pod("a", "n1"))
+    store = AddressStore(tmp_path)
+    assign(store, pod("a", "n1"))
     before = (tmp_path / "ipam.json").read_text()
-    plan = ipam.plan(parse_documents(pod("b", "n1") + pod("c", "n1", "10.10.9.9"), "t"))
+    plan = plan_addresses(store.assigned,
+                          parse_documents(pod("b", "n1") + pod("c", "n1", "10.10.9.9"), "t"))
     assert plan.errors
     with pytest.raises(ValueError):
-        ipam.commit(plan)
+        store.commit(plan)
     assert (tmp_path / "ipam.json").read_text() == before
-    assert assign(ipam, pod("a", "n1") + pod("b", "n1")).pod_ip("default/b") == "10.10.1.11"
+    assert assign(store, pod("a", "n1") + pod("b", "n1")).pod_ip("default/b") == "10.10.1.11"
 
 
 def test_a_corrupt_state_file_says_what_to_do(tmp_path):
     (tmp_path / "ipam.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="ipam.json: unreadable address state .*delete it"):
-        Ipam(tmp_path)
+    with pytest.raises(AddressStateError, match="ipam.json: unreadable address state .*delete it"):
+        AddressStore(tmp_path)
 
 
 def test_no_leftover_temporary_files(tmp_path):
-    ipam = Ipam(tmp_path)
-    assign(ipam, pod("a", "n1"))
-    assign(ipam, pod("b", "n1"))
+    store = AddressStore(tmp_path)
+    assign(store, pod("a", "n1"))
+    assign(store, pod("b", "n1"))
     assert [p.name for p in tmp_path.iterdir()] == ["ipam.json"]

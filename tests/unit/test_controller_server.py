@@ -14,12 +14,12 @@ import pytest
 
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
-from nodemesh.controller.model.ipam import Ipam
+from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.controller.ca.store import self_signed
-from nodemesh.controller.ca.tokens import NodeTokens
-from nodemesh.controller.xds.server import ListenError, parse_listen, serve
-from nodemesh.controller.xds.session import Rejection
+from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.server import ListenError, parse_listen, serve
+from nodemesh.controller.stream.session import Rejection
 from nodemesh.identity import Identity
 
 from controller_access import auth, start_controller, write_node_tokens
@@ -228,7 +228,7 @@ def test_a_port_in_use_is_named(tmp_path):
             path.write_text(pod("a", "n1").replace("namespace: shop", "namespace: default"))
             with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: Address "
                                                   f"already in use; another process holds port {port}"):
-                await serve(FileSource(path, Ipam(tmp_path)), f"127.0.0.1:{port}",
+                await serve(FileSource(path, AddressStore(tmp_path)), f"127.0.0.1:{port}",
                             self_signed(tmp_path), NodeTokens(write_node_tokens(tmp_path / "t.json")))
 
     run(scenario)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.controller.xds.session import AckResult, AgentSession, Rejection
-from nodemesh.controller.xds.views import Delta, diff, node_view, to_update
+from nodemesh.controller.stream.session import AckResult, AgentSession, Rejection
+from nodemesh.controller.stream.views import Delta, diff, node_view, to_update
 from nodemesh.model import MeshModel, Node, Service, ServicePort, Workload
 
 

@@ -118,13 +118,14 @@ def _container(pod: PodPlan, name: str, command: list[str], args: list[str],
 
 def plan_from_file(path: Path, controller_state_dir: Path) -> ClusterPlan:
     """Parse ``path`` and assign addresses exactly as the controller started on it will."""
-    from nodemesh.controller.kube.objects import ConfigError, load_file
-    from nodemesh.controller.model.build import build_model
-    from nodemesh.controller.model.ipam import Ipam
+    from nodemesh.controller.kube.objects import load_file
+    from nodemesh.controller.problems import Problems
+    from nodemesh.controller.sources.addresses import AddressStore
 
     try:
         objects = load_file(path)
-    except ConfigError as exc:
+        controller_state_dir.mkdir(parents=True, exist_ok=True)
+        model = AddressStore(controller_state_dir).model_for(objects)
+    except Problems as exc:
         raise SimError("the cluster file has problems:\n  " + "\n  ".join(exc.errors)) from None
-    controller_state_dir.mkdir(parents=True, exist_ok=True)
-    return plan_cluster(objects, build_model(objects, Ipam(state_dir=controller_state_dir)))
+    return plan_cluster(objects, model)

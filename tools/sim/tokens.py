@@ -16,13 +16,13 @@ from nodemesh.tools.sim.names import SimNames
 
 
 def write_tokens(names: SimNames, nodes: Iterable[str]) -> None:
-    from nodemesh.controller.ca.store import write_private
-    from nodemesh.controller.ca.tokens import token_hash
+    from nodemesh.controller.files import write_atomically
+    from nodemesh.controller.nodeauth.tokens import token_hash
 
     names.tokens_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     hashes = {}
     for node in nodes:
         token = secrets.token_urlsafe(32)
-        write_private(names.node_token(node), token.encode(), 0o600)
+        write_atomically(names.node_token(node), token.encode(), 0o600)
         hashes[node] = token_hash(token)
-    write_private(names.node_tokens, json.dumps(hashes, indent=2, sort_keys=True).encode(), 0o600)
+    write_atomically(names.node_tokens, json.dumps(hashes, indent=2, sort_keys=True).encode(), 0o600)

@@ -16,7 +16,7 @@ import logging
 import re
 from pathlib import Path
 
-from nodemesh.controller.sources.file import Fingerprint, fingerprint
+from nodemesh.controller.files import Fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 

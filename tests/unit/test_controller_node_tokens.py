@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from nodemesh.controller.ca.tokens import NodeTokens, TokenFileError, token_hash
+from nodemesh.controller.nodeauth.tokens import NodeTokens, TokenFileError, token_hash
 
 
 def write(path, mapping) -> None:
@@ -35,7 +35,7 @@ def test_edits_apply_and_a_broken_edit_keeps_the_tokens_before(tmp_path, caplog)
     assert tokens.node_for("old") is None  # revoked
     assert tokens.node_for("third") == "n3"
     path.write_text("{broken")
-    with caplog.at_level(logging.ERROR, logger="nodemesh.controller.ca.tokens"):
+    with caplog.at_level(logging.ERROR, logger="nodemesh.controller.nodeauth.tokens"):
         assert tokens.node_for("new") == "n1"
     assert "not JSON" in caplog.text and "keeping the tokens read before" in caplog.text
 

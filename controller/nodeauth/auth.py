@@ -11,7 +11,7 @@ import logging
 
 import grpc
 
-from nodemesh.controller.ca.tokens import NodeTokens
+from nodemesh.controller.nodeauth.tokens import NodeTokens
 
 log = logging.getLogger(__name__)
 

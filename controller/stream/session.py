@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.controller.xds.views import diff, node_view, to_update
+from nodemesh.controller.stream.views import diff, node_view, to_update
 from nodemesh.model import MeshModel
 
 

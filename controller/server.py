@@ -1,11 +1,10 @@
-"""The controller's gRPC API on grpc.aio: MeshConfig.StreamConfig, the CA, and ``serve``.
+"""The controller's gRPC port: ``serve`` loads the model, then serves the config stream
+(``stream/``) and the CA (``ca/service.py``) on one TLS port until stopped.
 
-Each stream: the agent says hello with its node name, gets a snapshot of its node's view, then
-a delta for every model version that changes that view; meanwhile its acks are read on a task of
-their own and recorded in its AgentSession.
-
-There is no plaintext mode: the port always serves TLS (a certificate from the controller's CA)
-and every call must carry a node token (``auth``); a stream's hello must name the token's node.
+There is no plaintext mode: the port always serves TLS with a certificate from the controller's
+own CA, fresh at each start, so agents need nothing but the CA root (``--controller-ca``) to
+verify it. Its names are the addresses agents dial: the --listen address (every address of this
+host when that is a wildcard) and 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,22 +12,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Protocol
+from typing import Callable, Protocol
 
 import grpc
 
-from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.service import CaServicer
-from nodemesh.controller.ca.tokens import NodeTokens
-from nodemesh.controller.xds.auth import authenticate
-from nodemesh.controller.xds.feed import ModelFeed
-from nodemesh.controller.xds.tls import server_credentials
-from nodemesh.controller.xds.session import AckResult, AgentSession
+from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.stream.feed import ModelFeed
+from nodemesh.controller.stream.service import ConfigServicer
+from nodemesh.controller.stream.session import AgentSession
+from nodemesh.identity import key_pem, new_key
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,14 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 15012
 DEFAULT_CERT_LIFETIME = dt.timedelta(hours=24)
 STOP_GRACE_SECONDS = 2.0
+LOOPBACK = "127.0.0.1"
 
 
 class ModelSource(Protocol):
     """Where the model comes from (the file source; later the Kubernetes API)."""
 
     def load(self) -> MeshModel:
-        """The model now; raises ConfigError when the objects are unusable."""
+        """The model now; raises Problems (ConfigError, ModelError) when the objects are unusable."""
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Call ``publish`` with each new valid model; runs until cancelled."""
@@ -81,60 +81,30 @@ def _check_bindable(host: str, port: int) -> None:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}; {hint}") from None
 
 
-class ConfigServicer(mesh_pb2_grpc.MeshConfigServicer):
-    def __init__(self, feed: ModelFeed, tokens: NodeTokens, trust_bundle: bytes) -> None:
-        self.feed = feed
-        self.tokens = tokens
-        self.trust_bundle = trust_bundle
-        self.sessions: set[AgentSession] = set()
+def _local_addresses() -> list[str]:
+    from pyroute2 import IPRoute
 
-    async def StreamConfig(self, request_iterator: AsyncIterator[pb.AgentMessage],
-                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ConfigUpdate]:
-        node = await authenticate(context, self.tokens)
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("msg") != "hello" or not first.hello.node:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "open the stream with AgentHello{node: <this node's name>}")
-        if first.hello.node != node:
-            log.warning("refused a config stream from %s: hello for node %s with node %s's token",
-                        context.peer(), first.hello.node, node)
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"this token belongs to node {node}, not to node {first.hello.node}: "
-                                "give each agent its own node's token")
-        session = AgentSession(node=node, peer=context.peer())
-        self.sessions.add(session)
-        log.info("agent connected: node %s from %s (agent version %r, last applied version %d)",
-                 session.node, session.peer, first.hello.agent_version, first.hello.last_version)
-        acks = asyncio.create_task(self._read_acks(session, request_iterator))
-        try:
-            current = self.feed.current
-            yield session.update_for(current.version, current.model, self.trust_bundle)
-            while (current := await self.feed.next_after(current.version)) is not None:
-                update = session.update_for(current.version, current.model, self.trust_bundle)
-                if update is not None:
-                    yield update
-        finally:
-            acks.cancel()
-            self.sessions.discard(session)
-            log.info("agent disconnected: node %s from %s", session.node, session.peer)
+    with IPRoute() as ipr:
+        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
 
-    async def _read_acks(self, session: AgentSession,
-                         request_iterator: AsyncIterator[pb.AgentMessage]) -> None:
-        async for message in request_iterator:
-            if message.WhichOneof("msg") != "ack":
-                log.warning("agent of node %s sent a second hello; ignored", session.node)
-                continue
-            ack = message.ack
-            result = session.on_ack(ack)
-            if result is AckResult.ACCEPTED:
-                log.info("agent of node %s accepted version %d", session.node, ack.version)
-            elif result is AckResult.REJECTED:
-                log.warning("agent of node %s rejected version %d: %s", session.node,
-                            ack.version, ack.reason)
-            else:
-                log.warning("agent of node %s acked version %d, which it was never sent "
-                            "(last sent: %d); ignored", session.node, ack.version,
-                            session.sent_version)
+
+def server_names(host: str) -> list[str]:
+    """What the certificate must name for agents dialling ``host`` (as given to --listen)."""
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False  # a DNS name
+    names = _local_addresses() if wildcard else [host]
+    return list(dict.fromkeys([*names, LOOPBACK]))
+
+
+def server_credentials(authority: Authority, host: str) -> grpc.ServerCredentials:
+    key = new_key()
+    names = server_names(host)
+    issued = authority.issue_server(key.public_key(), names)
+    log.info("TLS certificate for %s, serial %x, not after %s", ", ".join(names),
+             issued.cert.serial_number, issued.cert.not_valid_after_utc.isoformat())
+    return grpc.ssl_server_credentials([(key_pem(key), issued.chain_pem)])
 
 
 @dataclass
@@ -167,8 +137,8 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
     """Load the model, listen on ``listen`` (HOST:PORT, TLS) and serve agents until ``stop()``:
     config streams, and workload certificates from ``authority`` valid for ``cert_lifetime``.
 
-    Raises ConfigError if the source's objects are unusable, ListenError if the address is not
-    available.
+    Raises Problems (ConfigError, ModelError) if the source's objects are unusable, ListenError
+    if the address is not available.
     """
     host, port = parse_listen(listen)
     feed = ModelFeed(source.load())
@@ -184,7 +154,7 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
     servicer = ConfigServicer(feed, tokens, authority.bundle_pem)
     mesh_pb2_grpc.add_MeshConfigServicer_to_server(servicer, server)
     mesh_pb2_grpc.add_CertificateAuthorityServicer_to_server(
-        CaServicer(feed, authority, tokens, cert_lifetime), server)
+        CaServicer(lambda: feed.current.model, authority, tokens, cert_lifetime), server)
     try:
         bound = server.add_secure_port(listen, server_credentials(authority, host))
     except RuntimeError as exc:

@@ -1,6 +1,6 @@
 """What each node's agent needs from the model, what changed in it, and the update messages.
 
-Pure functions (sans-IO): the stream handling in ``server`` only moves their results.
+Pure functions (sans-IO): the stream handling in ``service`` only moves their results.
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""The controller side of the config stream: per-node views, versions, acks."""

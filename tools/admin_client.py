@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 from nodemesh.agent.ports import ADMIN_PORT
+from nodemesh.errors import UserError
 from nodemesh.netns import Netns
 
 
-class AdminError(RuntimeError):
+class AdminError(UserError):
     pass
 
 

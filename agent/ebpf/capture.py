@@ -21,6 +21,7 @@ from nodemesh.agent.ebpf import syscall
 from nodemesh.agent.ebpf.loader import LoadError, Program, load
 from nodemesh.agent.ebpf.steering import ip_key
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
+from nodemesh.errors import UserError
 from nodemesh.netns import Netns
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _PROGRAM = Program("capture_plaintext", syscall.BPF_PROG_TYPE_SK_LOOKUP, syscall.BPF_SK_LOOKUP)
 
 
-class CaptureError(RuntimeError):
+class CaptureError(UserError):
     """The program could not be loaded or attached; the message says what to do."""
 
 

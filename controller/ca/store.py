@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodemesh.controller.ca.authority import Authority, SigningKey, create_root, utcnow
+from nodemesh.errors import UserError
 from nodemesh.identity import key_pem, new_key
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ ROOT_CERT = "root.pem"
 ROOT_KEY = "root-key.pem"
 
 
-class CaError(Exception):
+class CaError(UserError):
     """The CA material cannot be used; the message names the file and what to do."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from nodemesh.model import MESH_ENABLED, MESH_LABEL
+from nodemesh.errors import UserError
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -35,7 +36,7 @@ _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Objects the mesh cannot use; ``errors`` lists every problem, one message each."""
 
     def __init__(self, errors: list[str]) -> None:

@@ -29,6 +29,7 @@ from nodemesh.controller.xds.auth import authenticate
 from nodemesh.controller.xds.feed import ModelFeed
 from nodemesh.controller.xds.tls import server_credentials
 from nodemesh.controller.xds.session import AckResult, AgentSession
+from nodemesh.errors import UserError
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ModelSource(Protocol):
         """Call ``publish`` with each new valid model; runs until cancelled."""
 
 
-class ListenError(Exception):
+class ListenError(UserError):
     """The server cannot listen where it was asked to; the message says what to do."""
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,22 +195,12 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     import uvloop
 
     from nodemesh import logs
-    from nodemesh.agent.ebpf.capture import CaptureError
-    from nodemesh.agent.ebpf.steering import SteeringError
-    from nodemesh.agent.controlplane.channel import CredentialsError, read_credentials
+    from nodemesh.agent.controlplane.channel import read_credentials
 
     logs.setup(log_level)
     _tune_malloc()
     _raise_file_limit()
-    try:
-        root_pem, token = read_credentials(controller_ca, token_file)
-    except CredentialsError as e:
-        log.error("%s", e)
-        sys.exit(1)
+    root_pem, token = read_credentials(controller_ca, token_file)
     agent = Agent(node, controller, cgroup, pod_netns_template, admin_port, readiness_port,
                   connect_timeout, root_pem, token)
-    try:
-        uvloop.run(agent.run())
-    except (SteeringError, CaptureError, OSError) as e:
-        log.error("%s", e)
-        sys.exit(1)
+    uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

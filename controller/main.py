@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nodemesh.errors import UserError
+
 DEFAULT_STATE_DIR = Path("/var/lib/nodemesh/controller")
 DEFAULT_LISTEN = "0.0.0.0:15012"
 EXIT_INVALID_CONFIG = 2
@@ -22,6 +24,12 @@ log = logging.getLogger("nodemesh.controller")
 
 if TYPE_CHECKING:
     from nodemesh.controller.ca.authority import Authority
+
+
+class InvalidConfig(UserError):
+    """The controller cannot start on its file: exit 2, which tells it from other refusals."""
+
+    exit_code = EXIT_INVALID_CONFIG
 
 
 def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -112,26 +120,17 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     ca.check()
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from nodemesh.controller.ca.store import CaError
-    from nodemesh.controller.ca.tokens import TokenFileError
     from nodemesh.controller.kube.objects import ConfigError
-    from nodemesh.controller.xds.server import ListenError
 
+    # Other refusals (ListenError, CaError, TokenFileError) are UserErrors as they are.
     try:
         asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
     except ConfigError as exc:
-        click.echo(f"nodemesh controller: cannot start, {len(exc.errors)} problem(s):", err=True)
-        for message in exc.errors:
-            click.echo(f"  {message}", err=True)
-        sys.exit(EXIT_INVALID_CONFIG)
-    except (ListenError, CaError, TokenFileError) as exc:
-        click.echo(f"nodemesh controller: {exc}", err=True)
-        sys.exit(1)
+        raise InvalidConfig(f"cannot start, {len(exc.errors)} problem(s):\n  "
+                            + "\n  ".join(exc.errors)) from None
     except OSError as exc:
-        click.echo(f"nodemesh controller: cannot use the state directory: "
-                   f"{exc.filename or state_dir}: {exc.strerror or exc}; choose a writable "
-                   "--state-dir", err=True)
-        sys.exit(1)
+        raise UserError(f"cannot use the state directory: {exc.filename or state_dir}: "
+                        f"{exc.strerror or exc}; choose a writable --state-dir") from None
 
 
 def _authority(state_dir: Path, ca: CaOptions) -> "Authority":

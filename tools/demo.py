@@ -148,9 +148,4 @@ def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tupl
 @click.option("--name", "sim", default="demo", show_default=True, help="Name of the simulated cluster.")
 def demo(keep: bool, sim: str) -> None:
     """Bring up the example cluster, send traffic through the mesh, show what happened."""
-    from nodemesh.tools.sim.names import SimError
-
-    try:
-        Demo(sim).run(keep)
-    except SimError as e:
-        raise click.ClickException(str(e)) from e
+    Demo(sim).run(keep)

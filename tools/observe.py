@@ -20,14 +20,11 @@ def _per_node(sim: str, node: str | None, path: str) -> dict[str, Any]:
     from nodemesh.tools.sim.names import SimError, SimNames
     from nodemesh.tools.sim.state import load
 
-    try:
-        names = SimNames(sim)
-        nodes = sorted(load(names).nodes)
-    except SimError as e:
-        raise click.ClickException(str(e)) from None
+    names = SimNames(sim)
+    nodes = sorted(load(names).nodes)
     if node is not None:
         if node not in nodes:
-            raise click.ClickException(f"no node {node!r} in sim {sim!r}; nodes: {', '.join(nodes)}")
+            raise SimError(f"no node {node!r} in sim {sim!r}; nodes: {', '.join(nodes)}")
         nodes = [node]
     out: dict[str, Any] = {}
     for n in nodes:

@@ -117,14 +117,20 @@ def _container(pod: PodPlan, name: str, command: list[str], args: list[str],
 
 
 def plan_from_file(path: Path, controller_state_dir: Path) -> ClusterPlan:
-    """Parse ``path`` and assign addresses exactly as the controller started on it will."""
+    """Parse ``path`` and assign addresses exactly as the controller started on it will.
+
+    The file is refused as a whole, whether a field is wrong (parsing) or the objects do not fit
+    together (building the model: an unknown mTLS mode, a clusterIP taken twice, a targetPort
+    name no endpoint declares): the controller would refuse to start on it.
+    """
     from nodemesh.controller.kube.objects import ConfigError, load_file
     from nodemesh.controller.model.build import build_model
     from nodemesh.controller.model.ipam import Ipam
 
+    controller_state_dir.mkdir(parents=True, exist_ok=True)
     try:
         objects = load_file(path)
+        model = build_model(objects, Ipam(state_dir=controller_state_dir))
     except ConfigError as exc:
         raise SimError("the cluster file has problems:\n  " + "\n  ".join(exc.errors)) from None
-    controller_state_dir.mkdir(parents=True, exist_ok=True)
-    return plan_cluster(objects, build_model(objects, Ipam(state_dir=controller_state_dir)))
+    return plan_cluster(objects, model)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nodemesh.agent.ports import ADMIN_PORT, READINESS_PORT
+from nodemesh.flags import checked_by
 from nodemesh.logs import LEVELS
 
 if TYPE_CHECKING:
@@ -158,14 +159,10 @@ def _tune_malloc() -> None:
         pass
 
 
-def _check_netns_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.agent.inpod.enroller import check_netns_template
+def _check_netns_template(value: str) -> None:
+    from nodemesh.agent.inpod.enroller import check_netns_template  # loads the proxy: not for --help
 
-    try:
-        check_netns_template(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-    return value
+    check_netns_template(value)
 
 
 PORT = click.IntRange(1, 65535)
@@ -180,7 +177,7 @@ PORT = click.IntRange(1, 65535)
               help="This node's join token, sent to the controller on every call.")
 @click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
-@click.option("--pod-netns-template", required=True, callback=_check_netns_template,
+@click.option("--pod-netns-template", required=True, callback=checked_by(_check_netns_template),
               help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
 @click.option("--admin-port", type=PORT, default=ADMIN_PORT, show_default=True)
 @click.option("--readiness-port", type=PORT, default=READINESS_PORT, show_default=True)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nodemesh.controller.ca.durations import parse_duration
 from nodemesh.errors import UserError
+from nodemesh.flags import checked_by, parsed_by
 
 DEFAULT_STATE_DIR = Path("/var/lib/nodemesh/controller")
 DEFAULT_LISTEN = "0.0.0.0:15012"
@@ -32,23 +34,10 @@ class InvalidConfig(UserError):
     exit_code = EXIT_INVALID_CONFIG
 
 
-def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.controller.xds.server import parse_listen
+def _check_listen(value: str) -> None:
+    from nodemesh.controller.xds.server import parse_listen  # loads gRPC: not for --help
 
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
-
-
-def _parse_lifetime(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
-    from nodemesh.controller.ca.durations import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    parse_listen(value)
 
 
 def _check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -89,7 +78,7 @@ class CaOptions:
               default=DEFAULT_STATE_DIR, show_default=True,
               help="Where assigned addresses (ipam.json) and the CA root (ca/) are kept across restarts.")
 @click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True,
-              callback=_check_listen,
+              callback=checked_by(_check_listen),
               help="HOST:PORT for the agents' gRPC API, TLS (port 0: any free port).")
 @click.option("--node-tokens", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"<node>": "<sha256 hex of its join token>"}: the agents allowed in; '
@@ -97,7 +86,7 @@ class CaOptions:
 @click.option("--trust-domain", default="cluster.local", show_default=True,
               callback=_check_trust_domain,
               help="Trust domain of workload identities: spiffe://<it>/ns/<ns>/sa/<sa>.")
-@click.option("--cert-lifetime", default="24h", show_default=True, callback=_parse_lifetime,
+@click.option("--cert-lifetime", default="24h", show_default=True, callback=parsed_by(parse_duration),
               help="Lifetime of workload certificates (e.g. 30s, 5m, 24h); agents renew at half.")
 @click.option("--ca-cert", type=click.Path(path_type=Path, dir_okay=False),
               help="Your own CA certificate (an intermediate; PEM, it first, then any issuers) "

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from nodemesh.agent.ports import ADMIN_PORT, READINESS_PORT
+from nodemesh.flags import checked_by
 from nodemesh.logs import LEVELS
 
 if TYPE_CHECKING:
@@ -162,14 +162,10 @@ def _tune_malloc() -> None:
         pass
 
 
-def _check_netns_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.agent.inpod.enroller import check_netns_template
+def _check_netns_template(value: str) -> None:
+    from nodemesh.agent.inpod.enroller import check_netns_template  # loads the proxy: not for --help
 
-    try:
-        check_netns_template(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-    return value
+    check_netns_template(value)
 
 
 PORT = click.IntRange(1, 65535)
@@ -184,7 +180,7 @@ PORT = click.IntRange(1, 65535)
               help="This node's join token, sent to the controller on every call.")
 @click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
-@click.option("--pod-netns-template", required=True, callback=_check_netns_template,
+@click.option("--pod-netns-template", required=True, callback=checked_by(_check_netns_template),
               help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
 @click.option("--bpffs-dir", type=click.Path(file_okay=False, path_type=Path),
               show_default=f"{BPFFS_ROOT}/<node>",
@@ -203,22 +199,12 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     import uvloop
 
     from nodemesh import logs
-    from nodemesh.agent.ebpf.capture import CaptureError
-    from nodemesh.agent.ebpf.steering import SteeringError
-    from nodemesh.agent.controlplane.channel import CredentialsError, read_credentials
+    from nodemesh.agent.controlplane.channel import read_credentials
 
     logs.setup(log_level)
     _tune_malloc()
     _raise_file_limit()
-    try:
-        root_pem, token = read_credentials(controller_ca, token_file)
-    except CredentialsError as e:
-        log.error("%s", e)
-        sys.exit(1)
+    root_pem, token = read_credentials(controller_ca, token_file)
     agent = Agent(node, controller, cgroup, pod_netns_template, bpffs_dir or BPFFS_ROOT / node,
                   admin_port, readiness_port, connect_timeout, root_pem, token)
-    try:
-        uvloop.run(agent.run())
-    except (SteeringError, CaptureError, OSError) as e:
-        log.error("%s", e)
-        sys.exit(1)
+    uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

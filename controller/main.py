@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nodemesh.controller.ca.durations import parse_duration
+from nodemesh.errors import UserError
+from nodemesh.flags import checked_by, parsed_by
+
 DEFAULT_STATE_DIR = Path("/var/lib/nodemesh/controller")
 DEFAULT_LISTEN = "0.0.0.0:15012"
 EXIT_INVALID_CONFIG = 2
@@ -24,23 +28,16 @@ if TYPE_CHECKING:
     from nodemesh.controller.ca.authority import Authority
 
 
-def _check_listen(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nodemesh.controller.server import parse_listen
+class InvalidConfig(UserError):
+    """The controller cannot start on its file: exit 2, which tells it from other refusals."""
 
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
+    exit_code = EXIT_INVALID_CONFIG
 
 
-def _parse_lifetime(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
-    from nodemesh.controller.ca.durations import parse_duration
+def _check_listen(value: str) -> None:
+    from nodemesh.controller.server import parse_listen  # loads gRPC: not for --help
 
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    parse_listen(value)
 
 
 def _check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -81,7 +78,7 @@ class CaOptions:
               default=DEFAULT_STATE_DIR, show_default=True,
               help="Where assigned addresses (ipam.json) and the CA root (ca/) are kept across restarts.")
 @click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True,
-              callback=_check_listen,
+              callback=checked_by(_check_listen),
               help="HOST:PORT for the agents' gRPC API, TLS (port 0: any free port).")
 @click.option("--node-tokens", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"<node>": "<sha256 hex of its join token>"}: the agents allowed in; '
@@ -89,7 +86,7 @@ class CaOptions:
 @click.option("--trust-domain", default="cluster.local", show_default=True,
               callback=_check_trust_domain,
               help="Trust domain of workload identities: spiffe://<it>/ns/<ns>/sa/<sa>.")
-@click.option("--cert-lifetime", default="24h", show_default=True, callback=_parse_lifetime,
+@click.option("--cert-lifetime", default="24h", show_default=True, callback=parsed_by(parse_duration),
               help="Lifetime of workload certificates (e.g. 30s, 5m, 24h); agents renew at half.")
 @click.option("--ca-cert", type=click.Path(path_type=Path, dir_okay=False),
               help="Your own CA certificate (an intermediate; PEM, it first, then any issuers) "
@@ -112,26 +109,17 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     ca.check()
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from nodemesh.controller.ca.store import CaError
-    from nodemesh.controller.nodeauth.tokens import TokenFileError
     from nodemesh.controller.problems import Problems
-    from nodemesh.controller.server import ListenError
 
+    # Other refusals (ListenError, CaError, TokenFileError) are UserErrors as they are.
     try:
         asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
     except Problems as exc:
-        click.echo(f"nodemesh controller: cannot start, {len(exc.errors)} problem(s):", err=True)
-        for message in exc.errors:
-            click.echo(f"  {message}", err=True)
-        sys.exit(EXIT_INVALID_CONFIG)
-    except (ListenError, CaError, TokenFileError) as exc:
-        click.echo(f"nodemesh controller: {exc}", err=True)
-        sys.exit(1)
+        raise InvalidConfig(f"cannot start, {len(exc.errors)} problem(s):\n  "
+                            + "\n  ".join(exc.errors)) from None
     except OSError as exc:
-        click.echo(f"nodemesh controller: cannot use the state directory: "
-                   f"{exc.filename or state_dir}: {exc.strerror or exc}; choose a writable "
-                   "--state-dir", err=True)
-        sys.exit(1)
+        raise UserError(f"cannot use the state directory: {exc.filename or state_dir}: "
+                        f"{exc.strerror or exc}; choose a writable --state-dir") from None
 
 
 def _authority(state_dir: Path, ca: CaOptions) -> "Authority":

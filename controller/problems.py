@@ -7,9 +7,11 @@ the base and print every message, so that one run names all there is to fix.
 
 from __future__ import annotations
 
+from nodemesh.errors import UserError
 
-class Problems(Exception):
-    """``errors`` lists every problem, one message each."""
+
+class Problems(UserError):
+    """``errors`` lists every problem, one message each (the CLI prints them all)."""
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))

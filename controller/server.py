@@ -28,6 +28,7 @@ from nodemesh.controller.stream.feed import ModelFeed
 from nodemesh.controller.stream.service import ConfigServicer
 from nodemesh.controller.stream.session import AgentSession
 from nodemesh.identity import key_pem, new_key
+from nodemesh.errors import UserError
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ModelSource(Protocol):
         """Call ``publish`` with each new valid model; runs until cancelled."""
 
 
-class ListenError(Exception):
+class ListenError(UserError):
     """The server cannot listen where it was asked to; the message says what to do."""
 
 

@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from typing import Any
 
 from nodemesh.agent.ports import ADMIN_PORT
+from nodemesh.errors import UserError
 from nodemesh.netns import Netns
 
 
-class AdminError(RuntimeError):
+class AdminError(UserError):
     pass
+
+
+def _socket_in(netns_path: str) -> socket.socket:
+    """A socket in the agent's namespace. Entering it is where a user's mistakes show: no root
+    (EPERM from setns), or a namespace that is gone (ENOENT: the sim is down or damaged)."""
+    try:
+        with Netns(netns_path) as ns:
+            return ns.socket()
+    except FileNotFoundError:
+        raise AdminError(f"network namespace {netns_path} does not exist: is the sim up? "
+                         "`nodemesh sim status`") from None
+    except PermissionError as e:
+        raise AdminError(f"cannot enter network namespace {netns_path} ({e.strerror}): "
+                         "run as root") from None
+    except OSError as e:
+        raise AdminError(f"cannot enter network namespace {netns_path} ({e.strerror or e})") from None
 
 
 def fetch(netns_path: str, path: str, port: int = ADMIN_PORT, timeout: float = 5.0) -> Any:
     """GET ``path`` from the agent admin API in the namespace at ``netns_path``; parsed JSON."""
-    with Netns(netns_path) as ns:
-        sock = ns.socket()
+    sock = _socket_in(netns_path)
     try:
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))

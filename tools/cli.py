@@ -2,13 +2,20 @@
 
 Subcommands live next to what they drive and are imported only when called, so that
 ``nodemesh --help`` or a quick CLI call does not pay for bcc, gRPC and the proxy.
+
+This group is also the one error boundary (``nodemesh/errors.py``): a ``UserError`` from any
+subcommand ends the process with its message and exit code, the way click ends on its own
+usage errors; other exceptions are bugs and keep their traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from nodemesh.errors import UserError
 
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -34,6 +41,19 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise _shown(exc) from None
+
+
+def _shown(exc: UserError) -> click.ClickException:
+    """``exc`` as click shows its own errors: ``Error: <message>`` on stderr, then the exit."""
+    shown = click.ClickException(str(exc))
+    shown.exit_code = exc.exit_code
+    return shown
 
 
 @click.group(cls=LazyGroup)

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from nodemesh.errors import UserError
+
 CONNECTIONS = 20
 PAYLOAD = 1024
 
@@ -42,34 +44,45 @@ class Demo:
              "nodemesh.tools.apps.client", target, "--count", str(count), "--payload", str(payload),
              "-o", "json"], capture_output=True, text=True, timeout=120)
         if not result.stdout.strip():
-            raise click.ClickException(f"the client in {pod} failed: {result.stderr.strip()}")
+            raise UserError(f"the client in {pod} failed: {result.stderr.strip()}")
         return json.loads(result.stdout)
 
     def connections(self, node: str) -> dict[str, Any]:
         return self.admin(node, "/connections")
 
     def run(self, keep: bool) -> None:
-        from nodemesh.tools.sim.cleanup import down
         from nodemesh.tools.sim.cluster import status, up
 
         say = click.echo
+        sim = self.names.sim
         say(f"nodemesh demo: bringing up {bundled_example()}")
-        up(bundled_example(), self.names, lambda line: say(f"  {line}"))
+        up(bundled_example(), self.names, lambda line: say(f"  {line}"))  # leaves nothing if it fails
         try:
             st = status(self.names)
             self.show(st)
-        finally:
+        except BaseException:
+            # the error itself is shown once, by `nodemesh`; here only what became of the cluster
             if keep:
-                vip = st["services"]["shop/catalog"]["vip"]
-                say(f"\nThe cluster stays up (--keep). Try:\n"
-                    f"  nodemesh sim status --name {self.names.sim}\n"
-                    f"  nodemesh sim exec --name {self.names.sim} shop/client -- "
-                    f"python3 -m nodemesh.tools.apps.client {vip}:80 --count 10\n"
-                    f"  nodemesh sim down --name {self.names.sim}")
+                say(f"\nThe cluster stays up (--keep): `nodemesh sim down --name {sim}` removes it.")
             else:
-                say("\nTearing down...")
-                down(self.names)
-                say("done: nothing left behind.")
+                self.tear_down()
+            raise
+        if keep:
+            vip = st["services"]["shop/catalog"]["vip"]
+            say(f"\nThe cluster stays up (--keep). Try:\n"
+                f"  nodemesh sim status --name {sim}\n"
+                f"  nodemesh sim exec --name {sim} shop/client -- "
+                f"python3 -m nodemesh.tools.apps.client {vip}:80 --count 10\n"
+                f"  nodemesh sim down --name {sim}")
+        else:
+            self.tear_down()
+
+    def tear_down(self) -> None:
+        from nodemesh.tools.sim.cleanup import down
+
+        click.echo("\nTearing down...")
+        down(self.names)
+        click.echo("done: nothing left behind.")
 
     def show(self, st: dict[str, Any]) -> None:
         say = click.echo
@@ -148,9 +161,4 @@ def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tupl
 @click.option("--name", "sim", default="demo", show_default=True, help="Name of the simulated cluster.")
 def demo(keep: bool, sim: str) -> None:
     """Bring up the example cluster, send traffic through the mesh, show what happened."""
-    from nodemesh.tools.sim.names import SimError
-
-    try:
-        Demo(sim).run(keep)
-    except SimError as e:
-        raise click.ClickException(str(e)) from e
+    Demo(sim).run(keep)

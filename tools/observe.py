@@ -18,16 +18,15 @@ from nodemesh.tools.sim.names import DEFAULT_SIM
 def _per_node(sim: str, node: str | None, path: str) -> dict[str, Any]:
     from nodemesh.tools.admin_client import AdminError, fetch
     from nodemesh.tools.sim.names import SimError, SimNames
+    from nodemesh.tools.sim.process import require_root
     from nodemesh.tools.sim.state import load
 
-    try:
-        names = SimNames(sim)
-        nodes = sorted(load(names).nodes)
-    except SimError as e:
-        raise click.ClickException(str(e)) from None
+    names = SimNames(sim)
+    require_root()  # the agents answer only inside their nodes' namespaces
+    nodes = sorted(load(names).nodes)
     if node is not None:
         if node not in nodes:
-            raise click.ClickException(f"no node {node!r} in sim {sim!r}; nodes: {', '.join(nodes)}")
+            raise SimError(f"no node {node!r} in sim {sim!r}; nodes: {', '.join(nodes)}")
         nodes = [node]
     out: dict[str, Any] = {}
     for n in nodes:
@@ -44,18 +43,29 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
 
+def _failed(body: Any) -> bool:
+    return isinstance(body, dict) and "error" in body
+
+
 def _show(per_node: dict[str, Any], output: str, headers: list[str],
           row: Callable[[dict[str, Any]], list[Any]]) -> None:
+    """Every node's answer, or why there is none; then exit 1 if any node is missing, so that a
+    script does not take a partial picture for the whole."""
+    from nodemesh.tools.admin_client import AdminError
+
     if output == "json":
         click.echo(json.dumps(per_node, indent=2, sort_keys=True))
-        return
-    for node, body in per_node.items():
-        click.echo(f"node {node}:")
-        if isinstance(body, dict) and "error" in body:
-            click.echo(f"  {body['error']}")
-            continue
-        click.echo("  " + _table(headers, [row(item) for item in body]).replace("\n", "\n  ") if body
-                   else "  (none)")
+    else:
+        for node, body in per_node.items():
+            click.echo(f"node {node}:")
+            if _failed(body):
+                click.echo(f"  {body['error']}")
+                continue
+            click.echo("  " + _table(headers, [row(item) for item in body]).replace("\n", "\n  ") if body
+                       else "  (none)")
+    failed = [node for node, body in per_node.items() if _failed(body)]
+    if failed:
+        raise AdminError(f"no answer from the agent on {', '.join(failed)} (the reason is above)")
 
 
 def _options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +79,7 @@ def _options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_options
 def tunnels(sim: str, node: str | None, output: str) -> None:
     """Live HBONE tunnels per node: peer, identities, streams, bytes, age, TLS."""
-    per_node = {n: body if "error" in body else body["tunnels"]
+    per_node = {n: body if _failed(body) else body["tunnels"]
                 for n, body in _per_node(sim, node, "/tunnels").items()}
     _show(per_node, output,
           ["DIR", "PEER", "PEER NODE", "SOURCE", "DESTINATION", "STREAMS", "TOTAL", "SENT", "RECEIVED",

@@ -14,6 +14,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Awaitable, Callable
 
+from nodemesh.errors import CannotListen
+
 log = logging.getLogger(__name__)
 
 Route = Callable[[], Awaitable[tuple[int, object]]]
@@ -51,8 +53,8 @@ class HttpEndpoint:
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as e:
-            raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}; is another agent "
-                          "running in this network namespace? choose another port with the flags") from e
+            raise CannotListen(e.errno, f"cannot listen on {host}:{port}: {e.strerror}; is another agent "
+                               "running in this network namespace? choose another port with the flags") from e
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{port}", daemon=True)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from nodemesh.errors import UserError
 from nodemesh.private import NotPrivate, check_private
 
 # A controller that vanishes without closing its connections is noticed within ~15 s.
@@ -53,7 +54,7 @@ class ControllerAccess:
         return secure_channel(self.target, self._root_pem + b"\n" + self._trust_bundle, self._token)
 
 
-class CredentialsError(Exception):
+class CredentialsError(UserError):
     """The agent's controller credentials cannot be used; the message names the file."""
 
 

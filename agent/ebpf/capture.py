@@ -29,6 +29,7 @@ from nodemesh.agent.ebpf import syscall
 from nodemesh.agent.ebpf.loader import LoadError, Program, load
 from nodemesh.agent.ebpf.steering import ip_key
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
+from nodemesh.errors import UserError
 from nodemesh.netns import Netns
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ _PROGRAM = Program("capture_plaintext", syscall.BPF_PROG_TYPE_SK_LOOKUP, syscall
 MODE_STRICT = 1  # pod_modes' value for STRICT; PERMISSIVE is 0
 
 
-class CaptureError(RuntimeError):
+class CaptureError(UserError):
     """The program could not be loaded or attached; the message says what to do."""
 
 
@@ -114,12 +115,20 @@ class PlaintextCapture:
         self._modes.update(ip_key(pod_ip), bytes([MODE_STRICT if strict else 0]))
 
     def detach(self, pod_ip: str) -> None:
-        """The pod left the mesh: unpin its link (the program lets go of the namespace). Idempotent."""
+        """The pod left the mesh: detach and unpin its link (the program lets go of the namespace
+        at once: the kernel frees an unpinned link only later). Idempotent."""
         self._attached.discard(pod_ip)
+        pin = self._pin(pod_ip)
         try:
-            os.unlink(self._pin(pod_ip))
+            fd = syscall.obj_get(pin)
         except FileNotFoundError:
             pass
+        else:
+            try:
+                syscall.link_detach(fd)
+            finally:
+                os.close(fd)
+            os.unlink(pin)
         # Absent is fine: never added, or (the listener) dropped by the kernel when it closed.
         self._listeners.delete(ip_key(pod_ip))
         self._modes.delete(ip_key(pod_ip))

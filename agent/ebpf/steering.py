@@ -18,6 +18,7 @@ from pathlib import Path
 from nodemesh.agent.ebpf import syscall
 from nodemesh.agent.ebpf.loader import LoadError, Program, load
 from nodemesh.agent.ports import AGENT_MARK
+from nodemesh.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _PROGRAMS = (
 _MAPS = ("enrolled_pods", "mesh_destinations", "orig_by_tuple")
 
 
-class SteeringError(RuntimeError):
+class SteeringError(UserError):
     """The programs could not be loaded or attached; the message says what to do."""
 
 

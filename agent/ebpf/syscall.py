@@ -30,6 +30,7 @@ BPF_PROG_DETACH = 9
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
 BPF_LINK_UPDATE = 29
+BPF_LINK_DETACH = 34
 
 # enum bpf_prog_type
 BPF_PROG_TYPE_SOCK_OPS = 13
@@ -85,6 +86,12 @@ class _LinkUpdateAttr(ctypes.Structure):
 
     _fields_ = [("link_fd", ctypes.c_uint32), ("new_prog_fd", ctypes.c_uint32), ("flags", ctypes.c_uint32),
                 ("old_prog_fd", ctypes.c_uint32)]
+
+
+class _LinkDetachAttr(ctypes.Structure):
+    """BPF_LINK_DETACH."""
+
+    _fields_ = [("link_fd", ctypes.c_uint32)]
 
 
 class _ObjAttr(ctypes.Structure):
@@ -143,6 +150,12 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
 def link_update(link_fd: int, prog_fd: int) -> None:
     """Make the link run ``prog_fd`` instead of its program, in one step: no lookup sees neither."""
     bpf(BPF_LINK_UPDATE, _LinkUpdateAttr(link_fd, prog_fd, 0, 0), "bpf(BPF_LINK_UPDATE)")
+
+
+def link_detach(link_fd: int) -> None:
+    """Detach the link's program now, whoever else holds the link: closing or unpinning the last
+    reference frees a link only when the kernel gets to it (deferred), detaching is immediate."""
+    bpf(BPF_LINK_DETACH, _LinkDetachAttr(link_fd), "bpf(BPF_LINK_DETACH)")
 
 
 def netns_link_info(fd: int) -> _NetnsLinkInfo:

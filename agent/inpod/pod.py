@@ -11,6 +11,7 @@ import asyncio
 import socket
 
 from nodemesh.agent.ports import AGENT_MARK
+from nodemesh.errors import CannotListen
 from nodemesh.model import Workload
 from nodemesh.netns import Netns
 
@@ -38,8 +39,8 @@ class PodNetns:
         except OSError as e:
             sock.close()
             if e.errno == 98:  # EADDRINUSE
-                raise OSError(e.errno, f"port {port} is already in use inside pod {self.workload.ref}; "
-                              "is another agent running for this node?") from e
+                raise CannotListen(e.errno, f"port {port} is already in use inside pod {self.workload.ref}; "
+                                   "is another agent running for this node?") from e
             raise
         return sock
 

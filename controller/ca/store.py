@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nodemesh.controller.ca.authority import Authority, SigningKey, create_root, utcnow
 from nodemesh.controller.files import write_atomically
+from nodemesh.errors import UserError
 from nodemesh.identity import key_pem, new_key
 from nodemesh.private import NotPrivate, check_private
 
@@ -30,7 +31,7 @@ ROOT_CERT = "root.pem"
 ROOT_KEY = "root-key.pem"
 
 
-class CaError(Exception):
+class CaError(UserError):
     """The CA material cannot be used; the message names the file and what to do."""
 
 

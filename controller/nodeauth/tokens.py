@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from nodemesh.controller.files import Fingerprint, fingerprint
+from nodemesh.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 EXAMPLE = '{"node-a": "<sha256 hex of node-a\'s token>"}'
 
 
-class TokenFileError(Exception):
+class TokenFileError(UserError):
     """The tokens file cannot be used; the message says why and what it should look like."""
 
 

@@ -15,6 +15,8 @@ from nodemesh.tools.sim.cluster import nodemesh_argv
 from nodemesh.tools.sim.process import start_time
 from nodemesh.tools.sim.state import load
 
+from bad_clusters import MODEL_ERRORS
+
 pytestmark = pytest.mark.kernel
 
 DEMO = Path(__file__).parents[2] / "tools" / "sim" / "examples" / "demo.yaml"
@@ -96,3 +98,15 @@ def test_a_bad_file_is_refused_before_anything_is_made(sim_names, cli, tmp_path)
     assert out.returncode == 1
     assert "the cluster file has problems" in out.stderr and "spec.nodeName" in out.stderr
     assert leftovers(names) == []
+
+
+@pytest.mark.parametrize("case", MODEL_ERRORS)
+def test_objects_that_do_not_fit_together_are_refused_in_words(sim_names, cli, tmp_path, case):
+    names = sim_names("u5")
+    text, message = MODEL_ERRORS[case]
+    (tmp_path / "c.yaml").write_text(text)
+    out = cli("sim", "up", "-f", str(tmp_path / "c.yaml"), "--name", "u5")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.startswith("Error: the cluster file has problems:\n  "), out.stderr
+    assert f"\n  {message}" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert leftovers(names) == []  # no `sim down` needed

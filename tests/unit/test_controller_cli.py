@@ -148,6 +148,6 @@ def test_a_ca_directory_open_to_others_stops_the_start_with_the_chmod_to_run(cli
                  "--listen", "127.0.0.1:0", *tokens_flag(tmp_path))
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
-        f"nodemesh controller: CA directory {ca} has mode 0755: group or others may use it; "
+        f"Error: CA directory {ca} has mode 0755: group or others may use it; "
         f"allow only its owner: chmod 700 {ca}")
     assert list(ca.iterdir()) == []

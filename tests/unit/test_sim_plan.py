@@ -9,6 +9,8 @@ from nodemesh.model import MeshModel, Node, Workload
 from nodemesh.tools.sim.names import SimError
 from nodemesh.tools.sim.plan import NodePlan, plan_cluster, plan_from_file
 
+from bad_clusters import MODEL_ERRORS
+
 DEMO = Path(nodemesh.tools.sim.__file__).parent / "examples" / "demo.yaml"
 
 
@@ -89,3 +91,14 @@ def test_a_pod_missing_from_the_model_is_an_error():
     empty = MeshModel(workloads={}, services={}, nodes={})
     with pytest.raises(SimError, match="Pod default/web: the controller's model has no workload"):
         plan_cluster(parse_documents(POD, "test"), empty)
+
+
+@pytest.mark.parametrize("case", MODEL_ERRORS)
+def test_objects_that_do_not_fit_together_are_listed_like_bad_fields(tmp_path, case):
+    """Errors found while building the model, not only while parsing, are the file's problems."""
+    text, message = MODEL_ERRORS[case]
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(SimError, match="the cluster file has problems:\n  ") as raised:
+        plan_from_file(tmp_path / "c.yaml", tmp_path / "state")
+    assert message in str(raised.value)
+    assert not (tmp_path / "state" / "ipam.json").exists()  # nothing assigned

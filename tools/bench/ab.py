@@ -27,6 +27,8 @@ from typing import Any
 
 import click
 
+from nodemesh.errors import UserError
+
 from nodemesh.tools.bench.run import Bench, Profile, mesh_setups
 
 # The A/B scenarios of docs/benchmarks/history.md: connections at concurrency 8, and 1 KiB
@@ -52,7 +54,7 @@ def prepare_baseline(revision: str, cache: Path, say: Any) -> Variant:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{revision}^{{commit}}"],
                             capture_output=True, text=True)
     if commit.returncode != 0:
-        raise click.ClickException(f"--baseline {revision}: not a revision of {REPO}: {commit.stderr.strip()}")
+        raise UserError(f"--baseline {revision}: not a revision of {REPO}: {commit.stderr.strip()}")
     sha = commit.stdout.strip()
     tree = cache / sha
     nodemesh = tree / ".venv" / "bin" / "nodemesh"
@@ -62,7 +64,7 @@ def prepare_baseline(revision: str, cache: Path, say: Any) -> Variant:
         archive = subprocess.Popen(["git", "-C", str(REPO), "archive", sha], stdout=subprocess.PIPE)
         subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, check=True)
         if archive.wait() != 0:
-            raise click.ClickException(f"git archive {sha} failed")
+            raise UserError(f"git archive {sha} failed")
         subprocess.run([str(tree / "scripts" / "setup.sh")], check=True, stdout=subprocess.DEVNULL)
     return Variant(f"A {revision} ({sha[:10]})", str(nodemesh))
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nodemesh.controller.ca.authority import Authority, create_root
+from nodemesh.errors import UserError
 from nodemesh.identity import key_pem, new_key
 from nodemesh.netns import Netns
 from nodemesh.tools.sim.names import SimNames
@@ -62,7 +63,7 @@ START_TIMEOUT = 5.0
 TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
-class HaproxyError(Exception):
+class HaproxyError(UserError):
     """The reference could not be set up; the message says why and what to do."""
 
 

@@ -28,17 +28,7 @@ def _names(sim: str) -> SimNames:
         raise click.UsageError(str(exc)) from None
 
 
-class _SimErrors(click.Group):
-    """Shows a SimError as a one-paragraph message and exit status 1, not a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SimError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-@click.group(cls=_SimErrors)
+@click.group()
 def sim() -> None:
     """A simulated cluster on this host: nodes and pods are network namespaces and cgroups."""
 

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from nodemesh import cgroups
+from nodemesh.errors import UserError
 
 DEFAULT_SIM = "nodemesh"
 RUN_ROOT = Path("/run/nodemesh/sim")
@@ -35,7 +36,7 @@ _SIM_NAME = re.compile(r"[a-z0-9]{1,16}")
 IFNAMSIZ = 15  # the kernel's limit on interface names (16 bytes with the NUL)
 
 
-class SimError(Exception):
+class SimError(UserError):
     """Something a user can fix; the message says what."""
 
 

@@ -117,14 +117,19 @@ def _container(pod: PodPlan, name: str, command: list[str], args: list[str],
 
 
 def plan_from_file(path: Path, controller_state_dir: Path) -> ClusterPlan:
-    """Parse ``path`` and assign addresses exactly as the controller started on it will."""
+    """Parse ``path`` and assign addresses exactly as the controller started on it will.
+
+    The file is refused as a whole, whether a field is wrong (parsing) or the objects do not fit
+    together (building the model: an unknown mTLS mode, a clusterIP taken twice, a targetPort
+    name no endpoint declares): the controller would refuse to start on it.
+    """
     from nodemesh.controller.kube.objects import load_file
     from nodemesh.controller.problems import Problems
     from nodemesh.controller.sources.addresses import AddressStore
 
+    controller_state_dir.mkdir(parents=True, exist_ok=True)
     try:
         objects = load_file(path)
-        controller_state_dir.mkdir(parents=True, exist_ok=True)
         model = AddressStore(controller_state_dir).model_for(objects)
     except Problems as exc:
         raise SimError("the cluster file has problems:\n  " + "\n  ".join(exc.errors)) from None

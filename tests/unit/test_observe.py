@@ -1,0 +1,92 @@
+"""`nodemesh tunnels` / `certs` and the admin client under them, where the user is wrong: no
+root, a sim that is gone, agents that do not answer. Each is a message and exit 1, never a
+raw OSError."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any, Callable
+
+import pytest
+from click.testing import CliRunner
+
+from nodemesh.tools.admin_client import AdminError, fetch
+from nodemesh.tools.cli import main
+from nodemesh.tools.sim.state import SimState
+
+NOBODY = 65534
+
+
+def without_root(call: Callable[[], Any]) -> Any:
+    """``call()`` in a forked child that is not root (nobody, when the tests run as root): what it
+    returned or raised. The code is imported before privileges go, so a checkout nobody may read
+    serves as well."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                result = call()
+            except Exception as exc:
+                result = exc
+            os.write(write, pickle.dumps(result))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def test_fetch_without_root_says_to_run_as_root():
+    raised = without_root(lambda: fetch("/proc/self/ns/net", "/tunnels"))
+    assert isinstance(raised, AdminError), raised
+    assert str(raised) == ("cannot enter network namespace /proc/self/ns/net "
+                           "(setns(CLONE_NEWNET): Operation not permitted): run as root")
+
+
+def test_fetch_from_a_namespace_that_is_gone_asks_whether_the_sim_is_up():
+    with pytest.raises(AdminError, match=r"^network namespace /run/netns/nm-gone-node-a does not "
+                                         r"exist: is the sim up\? `nodemesh sim status`$"):
+        fetch("/run/netns/nm-gone-node-a", "/certs")
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("command", ["tunnels", "certs"])
+def test_without_root_one_message(command):
+    code, output = without_root(lambda: _cli(command, "--sim", "notup"))
+    assert code == 1
+    assert output.startswith("Error: the simulated cluster needs root"), output
+
+
+@pytest.fixture
+def sim_whose_namespaces_are_gone(monkeypatch):
+    """A sim whose state names two nodes, with no namespace left behind them."""
+    state = SimState(sim="gone", file="/c.yaml", nodes={"node-a": {}, "node-b": {}})
+    monkeypatch.setattr("nodemesh.tools.sim.state.load", lambda names: state)
+    monkeypatch.setattr("nodemesh.tools.sim.process.require_root", lambda: None)
+
+
+@pytest.mark.parametrize("command", ["tunnels", "certs"])
+def test_nodes_without_an_answer_are_shown_and_the_exit_is_1(sim_whose_namespaces_are_gone, command):
+    code, output = _cli(command, "--sim", "gone")
+    assert code == 1
+    assert output.count("does not exist: is the sim up? `nodemesh sim status`") == 2, output
+    assert output.startswith("node node-a:\n  network namespace /run/netns/nm-gone-node-node-a ")
+    assert output.endswith("Error: no answer from the agent on node-a, node-b (the reason is above)\n")
+
+
+def test_an_unknown_node_is_named_with_the_nodes_there_are(sim_whose_namespaces_are_gone):
+    code, output = _cli("certs", "--sim", "gone", "--node", "node-c")
+    assert (code, output) == (1, "Error: no node 'node-c' in sim 'gone'; nodes: node-a, node-b\n")

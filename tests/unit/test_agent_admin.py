@@ -233,3 +233,11 @@ def test_the_admin_and_readiness_endpoints_over_http() -> None:
 
     serve({**views.admin_routes(), **views.readiness_routes()}, test)
 
+
+def test_a_view_whose_answer_is_not_json_is_500_too() -> None:
+    """A view bug that shows only at encoding (a set, a mapping proxy) must not drop the connection."""
+    async def test(fetch: Callable[[str], Awaitable[Reply]]) -> None:
+        status, _, body = await fetch("/odd")
+        assert status == 500 and "not JSON serializable" in body["error"], body
+
+    serve({"/odd": answer(200, {"pods": {"shop/catalog"}})}, test)

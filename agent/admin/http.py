@@ -21,20 +21,24 @@ log = logging.getLogger(__name__)
 Route = Callable[[], Awaitable[tuple[int, object]]]
 
 
+def _json(body: object) -> bytes:
+    return json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+
+
 class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, Route] = {}
     loop: asyncio.AbstractEventLoop
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         route = self.routes.get(self.path.split("?", 1)[0])
-        if route is None:
-            status, body = HTTPStatus.NOT_FOUND, {"error": f"no such endpoint; try {sorted(self.routes)}"}
-        else:
-            try:
+        try:
+            if route is None:
+                status, body = HTTPStatus.NOT_FOUND, {"error": f"no such endpoint; try {sorted(self.routes)}"}
+            else:
                 status, body = asyncio.run_coroutine_threadsafe(route(), self.loop).result(timeout=5)
-            except Exception as e:
-                status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": repr(e)}
-        data = json.dumps(body, indent=2, sort_keys=True).encode() + b"\n"
+            data = _json(body)  # here: an answer that is not JSON is the view's error too, not a dropped connection
+        except Exception as e:
+            status, data = HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": repr(e)})
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from eventually import eventually
 
 from nodemesh.model import MESH_LABEL, MTLS_MODE_LABEL
 from nodemesh.tools.admin_client import fetch
@@ -167,14 +167,8 @@ class SimCluster:
         return nodemesh("sim", "logs", "--name", self.name, component).stdout
 
     def wait_for(self, what: str, predicate: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(interval)
+        """``eventually``, paced for a cluster: each try runs commands in pods or asks agents."""
+        return eventually(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def module_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -47,26 +47,42 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     yield from module_cluster(request, tmp_path_factory, "e2econfig", cluster_yaml(spare_app="spare"))
 
 
-def probe_while(cluster: SimCluster, action, duration: float = 4.0) -> tuple[float, list[tuple[float, str]]]:
-    """Run PROBE in the client pod, do ``action`` once it runs; (time of action, answers)."""
+Answers = list[tuple[float, str]]  # (unix time, server name or "error ...")
+
+
+def probe_while(cluster: SimCluster, before: Callable[[Answers], bool], action: Callable[[], object],
+                duration: float = 4.0) -> tuple[float, Answers]:
+    """Run PROBE in the client pod; do ``action`` once its answers so far satisfy ``before`` (what
+    must be seen before the change); (time of action, every answer)."""
     probe = subprocess.Popen(
         [NODEMESH, "sim", "exec", "--name", cluster.name, "shop/client", "--", "python3", "-c", PROBE,
          cluster.vip("shop/catalog"), str(duration)],
         stdout=subprocess.PIPE, text=True)
     assert probe.stdout.readline().strip() == "start"
-    time.sleep(0.5)
+    answers: Answers = []
+    while not before(answers):
+        line = probe.stdout.readline()
+        assert line, f"the probe ended before what the test needs first was seen: {answers}"
+        answers.append(parse(line))
     acted_at = time.time()
     action()
     out, _ = probe.communicate(timeout=duration + 30)
-    answers = []
-    for line in out.splitlines():
-        stamp, name = line.split(" ", 1)
-        answers.append((float(stamp), name))
-    return acted_at, answers
+    return acted_at, answers + [parse(line) for line in out.splitlines()]
+
+
+def parse(line: str) -> tuple[float, str]:
+    stamp, name = line.split(" ", 1)
+    return float(stamp), name.strip()
+
+
+def servers(cluster: SimCluster) -> dict[str, int]:
+    """Which endpoints answer four connections to the catalog VIP, and how often."""
+    return cluster.client("shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"]
 
 
 def test_adding_a_pod_to_the_selector_reaches_it_within_a_second(cluster: SimCluster) -> None:
-    acted_at, answers = probe_while(cluster, lambda: cluster.file.write_text(cluster_yaml("catalog")))
+    acted_at, answers = probe_while(cluster, lambda seen: len(seen) >= 5,
+                                    lambda: cluster.file.write_text(cluster_yaml("catalog")))
     assert all(name in ("catalog-a", "spare") for _, name in answers), answers
     assert all(name == "catalog-a" for t, name in answers if t < acted_at)
     first_spare = min((t for t, name in answers if name == "spare"), default=None)
@@ -76,7 +92,11 @@ def test_adding_a_pod_to_the_selector_reaches_it_within_a_second(cluster: SimClu
 
 def test_removing_it_stops_new_connections_to_it(cluster: SimCluster) -> None:
     cluster.file.write_text(cluster_yaml("catalog"))
-    acted_at, answers = probe_while(cluster, lambda: cluster.file.write_text(cluster_yaml("spare")))
+    cluster.wait_for("spare to be an endpoint", lambda: "spare" in servers(cluster))
+    # the probe itself must reach spare before the edit: else "no spare after it" proves nothing
+    acted_at, answers = probe_while(cluster, lambda seen: any(name == "spare" for _, name in seen),
+                                    lambda: cluster.file.write_text(cluster_yaml("spare")))
+    assert any(name == "spare" for t, name in answers if t < acted_at), answers
     late = [(round(t - acted_at, 2), name) for t, name in answers if t > acted_at + 1.0 and name != "catalog-a"]
     assert late == [], f"answers other than catalog-a more than 1s after the edit: {late}"
     assert sum(1 for t, name in answers if t > acted_at + 1.0) > 10
@@ -84,15 +104,14 @@ def test_removing_it_stops_new_connections_to_it(cluster: SimCluster) -> None:
 
 def test_a_bad_edit_is_rejected_and_the_old_config_keeps_serving(cluster: SimCluster) -> None:
     cluster.file.write_text(cluster_yaml("catalog"))
-    cluster.wait_for("spare to be an endpoint", lambda: "spare" in cluster.client(
-        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])
+    cluster.wait_for("spare to be an endpoint", lambda: "spare" in servers(cluster))
     version = cluster.admin("node-a", "/config_dump")["version"]
     broken = cluster_yaml("spare").replace("nodeName: node-b", "nodeName: [oops")
     rejections = cluster.log("controller").count("keeping the last good model")
     cluster.file.write_text(broken)
     cluster.wait_for("the controller to log the rejection",
                      lambda: cluster.log("controller").count("keeping the last good model") > rejections)
-    time.sleep(0.5)
+    time.sleep(0.5)  # not a condition: time for a wrong push to reach the agents, proving none does
     assert cluster.admin("node-a", "/config_dump")["version"] == version
     tally = cluster.client("shop/client", f"{cluster.vip('shop/catalog')}:80", count=6)
     assert tally["failed"] == 0 and set(tally["servers"]) == {"catalog-a", "spare"}, tally
@@ -101,8 +120,7 @@ def test_a_bad_edit_is_rejected_and_the_old_config_keeps_serving(cluster: SimClu
 
 def test_traffic_flows_while_the_controller_is_down_and_agents_resync_after(cluster: SimCluster) -> None:
     cluster.file.write_text(cluster_yaml("spare"))
-    cluster.wait_for("spare to leave the service", lambda: "spare" not in cluster.client(
-        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])
+    cluster.wait_for("spare to leave the service", lambda: "spare" not in servers(cluster))
     connects = cluster.admin("node-a", "/config_dump")["controller"]["connects"]
     cluster.stop("controller")
     try:
@@ -119,5 +137,4 @@ def test_traffic_flows_while_the_controller_is_down_and_agents_resync_after(clus
         cluster.wait_for(f"{node} to resubscribe", lambda: cluster.admin(
             node, "/config_dump")["controller"]["connected"])
     assert cluster.admin("node-a", "/config_dump")["controller"]["connects"] == connects + 1
-    cluster.wait_for("spare to be reached after the resync", lambda: "spare" in cluster.client(
-        "shop/client", f"{cluster.vip('shop/catalog')}:80", count=4)["servers"])
+    cluster.wait_for("spare to be reached after the resync", lambda: "spare" in servers(cluster))

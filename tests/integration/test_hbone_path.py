@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Iterator
 import pytest
 import uvloop
 
+from eventually import eventually_async  # tests/: the one wait for a condition
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 from wire import Capture  # tests/: the capture on the simulated bridge
 
@@ -92,6 +93,15 @@ class Agent:
     def totals(self) -> dict[tuple[str, str], int]:
         return dict(self.proxy.core.table.totals)
 
+    async def counted(self, direction: str, outcome: str, count: int = 1) -> None:
+        """Wait until this agent has accounted ``count`` ended connections as ``outcome``: the
+        client may see its connection end before the agents have recorded how."""
+        def check() -> None:
+            totals = self.totals()
+            assert totals.get((direction, outcome)) == count, totals
+
+        await eventually_async(check, what=f"{self.node} to count {count} {direction} {outcome}")
+
 
 class Cluster:
     def __init__(self, workloads: list[Workload]) -> None:
@@ -162,13 +172,11 @@ def run(test: Callable[[Cluster], Awaitable[None]]) -> None:
             await test(cluster)
         finally:
             cluster.close()
-            await asyncio.sleep(0.05)  # let closed transports go before the namespaces do
+            # not a condition: closed transports let go of their sockets on later loop passes, and
+            # nothing says when all have; they must before the loop ends and the namespaces go
+            await asyncio.sleep(0.05)
 
     uvloop.run(asyncio.wait_for(main(), 60))
-
-
-async def settle() -> None:
-    await asyncio.sleep(0.1)
 
 
 def test_cross_node_traffic_is_mutual_tls_and_both_agents_know_who() -> None:
@@ -176,10 +184,10 @@ def test_cross_node_traffic_is_mutual_tls_and_both_agents_know_who() -> None:
         await c.app(CATALOG)
         payload = os.urandom(3 << 20)
         assert await c.echo(CATALOG, payload) == payload
-        await settle()
+        await c.a.counted("outbound", "ok")
+        await c.b.counted("inbound", "ok")
         [out] = [x for x in c.a.proxy.core.table.by_destination.items()]
         assert out == (("outbound", "shop/catalog"), 1)
-        assert c.a.totals()[("outbound", "ok")] == 1 and c.b.totals()[("inbound", "ok")] == 1
         assert c.a.proxy.core.table.bytes["outbound_from_downstream"] == len(payload)
         assert c.b.proxy.core.table.bytes["inbound_from_upstream"] == len(payload)
         tunnels = c.a.pool.snapshot()["tunnels"]
@@ -219,11 +227,14 @@ def test_two_hundred_sequential_connections_share_one_tls_connection() -> None:
         await c.app(CATALOG)
         for i in range(200):
             assert await c.echo(CATALOG, b"%d" % i) == b"%d" % i
-        await settle()
+        await c.b.counted("inbound", "ok", 200)
         assert c.a.pool.handshakes == 1
-        [t] = c.a.pool.snapshot()["tunnels"]
-        assert t["streams_total"] == 200 and t["streams_open"] == 0
-        assert c.b.totals()[("inbound", "ok")] == 200
+
+        def all_streams_ended() -> None:
+            [t] = c.a.pool.snapshot()["tunnels"]
+            assert (t["streams_total"], t["streams_open"]) == (200, 0), t
+
+        await eventually_async(all_streams_ended)
 
     run(test)
 
@@ -275,8 +286,7 @@ def test_without_a_valid_certificate_both_paths_fail_closed_alike(where: str, wh
         assert await c.echo(destination, b"before") == b"before"
         c.identities.by_uid.pop((CLIENT if whose == "source" else destination).uid)
         await refused_fast(c, destination)
-        await settle()
-        assert c.a.totals()[("outbound", "no_certificate")] == 1, c.a.totals()
+        await c.a.counted("outbound", "no_certificate")
 
     run(test)
 
@@ -285,7 +295,7 @@ def test_non_meshed_destinations_are_connected_directly() -> None:
     async def test(c: Cluster) -> None:
         await c.app(LEGACY)
         assert await c.echo(LEGACY) == b"hello through the mesh"
-        await settle()
+        await c.a.counted("outbound", "ok")  # once A has it, B would have it too had it gone through B
         assert c.a.pool.handshakes == 0 and c.b.totals().get(("inbound", "ok")) is None
 
     run(test)
@@ -309,9 +319,8 @@ def test_denied_by_policy_is_401_and_a_reset(where: str) -> None:
         await c.app(destination)
         agent.proxy.core.authorize = lambda source, source_ip, dest, port: False
         await refused_fast(c, destination)
-        await settle()
-        assert c.b.totals().get(("inbound", "denied")) == (1 if where == "remote" else None)
-        assert c.a.totals()[("outbound", "upstream_401" if where == "remote" else "denied")] == 1
+        await c.a.counted("outbound", "upstream_401" if where == "remote" else "denied")
+        assert c.b.totals().get(("inbound", "denied")) == (1 if where == "remote" else None)  # B said 401 first
 
     run(test)
 
@@ -319,9 +328,8 @@ def test_denied_by_policy_is_401_and_a_reset(where: str) -> None:
 def test_an_app_that_does_not_listen_is_503_and_a_reset() -> None:
     async def test(c: Cluster) -> None:
         await refused_fast(c, CATALOG)
-        await settle()
-        assert c.b.totals()[("inbound", "app_unavailable")] == 1
-        assert c.a.totals()[("outbound", "upstream_503")] == 1
+        await c.b.counted("inbound", "app_unavailable")
+        await c.a.counted("outbound", "upstream_503")
         await refused_fast(c, CATALOG)  # again: the connection carrying the refusals stays up
         assert c.a.pool.handshakes == 1
 
@@ -390,8 +398,8 @@ def test_idle_connections_are_closed() -> None:
         await c.app(CATALOG)
         c.a.pool.idle_timeout = 0.2
         assert await c.echo(CATALOG) == b"hello through the mesh"
-        await asyncio.sleep(0.6)
-        assert c.a.proxy.tunnels()["tunnels"] == [] and c.b.proxy.tunnels()["tunnels"] == []
+        await eventually_async(lambda: not c.a.proxy.tunnels()["tunnels"] and not c.b.proxy.tunnels()["tunnels"],
+                               timeout=3, what="both ends to close the idle connection")
 
     run(test)
 

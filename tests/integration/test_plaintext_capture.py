@@ -30,6 +30,7 @@ from typing import Awaitable, Callable, Iterator
 import pytest
 import uvloop
 
+from eventually import eventually_async  # tests/: the one wait for a condition
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 
 from nodemesh.agent.ebpf import syscall  # noqa: E402
@@ -329,12 +330,17 @@ def test_the_proxy_ports_are_not_captured(net: Net, pins: Path, steering: Steeri
             reader, writer = await scene.open(scene.client_netns, POD_IP, port)
             writer.write(b"hello\n")
             writer.close()
-        await asyncio.sleep(0.2)  # let the listeners' protocols run
-        outcomes = scene.outcomes()
-        assert (INBOUND, REFUSED_STRICT) not in outcomes, outcomes
-        # 15001 and 15006 dialled directly find no original destination: each listener got its own
-        assert outcomes[("outbound", "no_original_destination")] == 1, outcomes
-        assert outcomes[(INBOUND, NOT_CAPTURED)] == 1, outcomes
+
+        def each_listener_got_its_own() -> None:
+            """15001 and 15006 dialled directly find no original destination."""
+            outcomes = scene.outcomes()
+            assert outcomes.get(("outbound", "no_original_destination")) == 1, outcomes
+            assert outcomes.get((INBOUND, NOT_CAPTURED)) == 1, outcomes
+
+        await eventually_async(each_listener_got_its_own)
+        # and 15008 was not captured: had it been, 15006 would have accepted (and refused) it
+        # before the direct connection dialled after it, so by now it would show
+        assert (INBOUND, REFUSED_STRICT) not in scene.outcomes(), scene.outcomes()
 
     run(net, pins, steering, scenario, mode=STRICT)
 
@@ -441,7 +447,7 @@ AGENT = textwrap.dedent(f"""
     listener.listen(16)
     PlaintextCapture(Path(sys.argv[2])).attach(netns, "{POD_IP}", listener, strict=sys.argv[3] == "{STRICT}")
     print("attached", flush=True)
-    time.sleep(60)
+    time.sleep(60)  # holds the listener and capture until the test kills this "agent"
 """)
 
 

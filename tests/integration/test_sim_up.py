@@ -67,7 +67,7 @@ def _interrupt_up(sim: str, sig: int, after: float) -> subprocess.CompletedProce
     up = subprocess.Popen(nodemesh_argv("sim", "up", "-f", str(DEMO), "--name", sim),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert up.stdout.readline().startswith("topology:")  # midway: namespaces made, components next
-    time.sleep(after)
+    time.sleep(after)  # not a condition: the moment of the interrupt is what each case varies
     up.send_signal(sig)
     out, err = up.communicate(timeout=30)
     return subprocess.CompletedProcess(up.args, up.returncode, out, err)

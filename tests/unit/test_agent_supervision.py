@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from eventually import eventually_async
 
 from nodemesh.agent.supervision import Backoff, Health, Supervisor
 
@@ -67,12 +68,8 @@ def test_every_runs_a_step_periodically_and_a_failed_step_does_not_stop_it() -> 
                 raise OSError("the kernel said no")
 
         supervisor.every("retry", 0.01, step)
-        for _ in range(500):
-            if steps >= 4:
-                break
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: steps >= 4, what="four steps")
         supervisor.close()
-        assert steps >= 4
         assert problems[2] == {"retry": "OSError: the kernel said no"}
         assert supervisor.health.problems() == {}  # the later steps completed
 
@@ -87,11 +84,7 @@ def test_cancelled_work_no_longer_counts_as_failing() -> None:
             raise RuntimeError("bug")
 
         task = supervisor.spawn("doomed", always_fails)
-        for _ in range(100):
-            if supervisor.health.problems():
-                break
-            await asyncio.sleep(0.01)
-        assert supervisor.health.problems() == {"doomed": "RuntimeError: bug"}
+        assert await eventually_async(supervisor.health.problems) == {"doomed": "RuntimeError: bug"}
         supervisor.cancel(task)
         assert supervisor.health.problems() == {}
         with pytest.raises(asyncio.CancelledError):

@@ -58,7 +58,7 @@ def slow_port() -> Iterator[int]:
     async def slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"slow\n")
         while data := await reader.read(65536):
-            await asyncio.sleep(DELAY)
+            await asyncio.sleep(DELAY)  # not a condition: the slowness the latency figures must show
             writer.write(data)
         writer.close()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from pathlib import Path
 
 import grpc
@@ -25,6 +24,7 @@ from nodemesh.model import Workload
 
 from ca_material import UserCa, split_chain, verified_path
 from controller_access import TOKENS, ControllerUnderTest, start_controller
+from eventually import eventually_async
 
 CLUSTER = (
     "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}\n---\n"
@@ -124,13 +124,6 @@ def test_a_controller_that_is_away_is_told_apart_from_a_refusal(tmp_path):
     run(test, tmp_path)
 
 
-async def _until(check, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
     async def test(controller: ControllerUnderTest) -> None:
         received: list[pb.ConfigUpdate] = []
@@ -145,7 +138,7 @@ def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
         good.start()
         impostor.start()
         try:
-            await _until(lambda: good.applied_version == 1 and "PERMISSION_DENIED" in impostor.last_error)
+            await eventually_async(lambda: good.applied_version == 1 and "PERMISSION_DENIED" in impostor.last_error)
             assert len(received) == 1 and received[0].trust_bundle_pem == controller.root_pem
             assert "this token belongs to node n2" in impostor.last_error
             assert [a.node for a in controller.running.agents()] == ["n1"]
@@ -175,13 +168,13 @@ def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
         client = ConfigClient(agent, "n1", apply, asyncio.get_running_loop())
         client.start()
         try:
-            await _until(lambda: client.applied_version == 1)
+            await eventually_async(lambda: client.applied_version == 1)
             await first.running.stop(grace=0)
             step2 = user_supplied(new.cert_path, new.key_path, new.bundle_path, extra_roots=[old.cert])
             second = await start_controller(tmp_path / "c2", CLUSTER, authority=step2,
                                             port=first.running.port)
             try:
-                await _until(lambda: client.connects == 2 and client.connected, timeout=10)
+                await eventually_async(lambda: client.connects == 2 and client.connected, timeout=10)
                 chain = await sign(CaClient(agent), workload(second, "web"))
                 assert verified_path(chain, step2.bundle_pem)[-1] == new.root
                 with pytest.raises(CaUnavailable):

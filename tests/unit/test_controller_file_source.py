@@ -33,12 +33,13 @@ async def watch_while(source: FileSource, edit) -> list[MeshModel]:
     most 10 polls), and for two polls after the first model, to see that nothing else comes."""
     published: list[MeshModel] = []
     task = asyncio.create_task(source.watch(published.append))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one loop pass runs the watch up to its first poll: it watches before the edit
     started = time.monotonic()
     edit()
+    # not eventually(): for a bad edit, nothing published is the right outcome, so this wait may end empty
     while not published and time.monotonic() - started < min(1.0, 10 * source.poll_interval):
         await asyncio.sleep(0.01)
-    await asyncio.sleep(2 * source.poll_interval)
+    await asyncio.sleep(2 * source.poll_interval)  # not a condition: time for a wrong second model to come
     task.cancel()
     return published
 

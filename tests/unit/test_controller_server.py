@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from typing import Awaitable, Callable
 
 import grpc
 import pytest
+from eventually import eventually_async
 
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
@@ -34,13 +34,6 @@ def pod(name: str, node: str, app: str = "web") -> str:
 
 SERVICE = ("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n"
            "spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n")
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -73,7 +66,7 @@ def test_snapshot_then_delta_on_edit_with_acks_and_nacks_recorded(tmp_path, capl
                 assert sorted(n.name for n in snapshot.nodes) == ["n1", "n2"]
 
                 await call.write(ack(1))
-                await eventually(lambda: [s.acked_version for s in running.agents()] == [1])
+                await eventually_async(lambda: [s.acked_version for s in running.agents()] == [1])
 
                 path.write_text(NAMESPACE + pod("a", "n1") + pod("c", "n2") + SERVICE)
                 delta = await call.read()
@@ -86,7 +79,7 @@ def test_snapshot_then_delta_on_edit_with_acks_and_nacks_recorded(tmp_path, capl
 
                 await call.write(ack(2, accepted=False, reason="cannot attach"))
                 (agent,) = running.agents()
-                await eventually(lambda: agent.last_rejection is not None)
+                await eventually_async(lambda: agent.last_rejection is not None)
                 assert agent.last_rejection == Rejection(2, "cannot attach")
                 assert agent.acked_version == 1
                 await call.done_writing()
@@ -117,7 +110,7 @@ def test_changes_outside_a_nodes_view_are_not_sent_and_versions_still_rise(tmp_p
                 snapshot = await call.read()
                 assert [w.name for w in snapshot.workloads] == ["a"]
                 path.write_text(NAMESPACE + pod("a", "n1") + plain.replace("name: x", "name: y"))
-                await eventually(lambda: running.feed.current.version == 2)
+                await eventually_async(lambda: running.feed.current.version == 2)
                 path.write_text(NAMESPACE + pod("a", "n1") + pod("d", "n1") + plain)
                 delta = await call.read()
                 assert (delta.version, [w.name for w in delta.workloads]) == (3, ["d"])
@@ -138,9 +131,9 @@ def test_stop_ends_streams_cleanly_and_disconnects_are_noticed(tmp_path):
             staying = MeshConfigStub(channel).StreamConfig(metadata=auth("n1"))
             await staying.write(hello("n1"))
             await staying.read()
-            await eventually(lambda: len(running.agents()) == 2)
+            await eventually_async(lambda: len(running.agents()) == 2)
             leaving.cancel()
-            await eventually(lambda: [a.node for a in running.agents()] == ["n1"])
+            await eventually_async(lambda: [a.node for a in running.agents()] == ["n1"])
             await running.stop()
             assert await staying.read() is grpc.aio.EOF
             assert await staying.code() is grpc.StatusCode.OK

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 
 import pytest
 import uvloop
+from eventually import eventually_async
 from hbone_pki import TestCa, spiffe
 
 from nodemesh.agent.proxy.hbone.client import ClientTunnel, TunnelError
@@ -117,6 +118,11 @@ class Setup:
         await tunnel.ready
         return tunnel
 
+    async def forgotten(self, tunnel: ClientTunnel) -> None:
+        """Wait until both ends of ``tunnel`` hold no stream: an ended stream must not linger."""
+        await eventually_async(lambda: tunnel.streams == {} and self.acceptor.tunnels[0].streams == {},
+                               what="both ends to forget the ended stream")
+
     async def stream(self, tunnel: ClientTunnel, protocol: Sink, port: int = 8080) -> int:
         stream = tunnel.open_stream(f"{POD_IP}:{port}")
         status = await stream.response  # type: ignore[misc]
@@ -154,8 +160,7 @@ def test_bytes_both_ways_with_half_close() -> None:
         assert await sink.eof == payload  # the echo's EOF came after all of it
         sink.transport.close()  # type: ignore[union-attr]
         assert await sink.lost is None
-        await asyncio.sleep(0.05)
-        assert tunnel.streams == {} and s.acceptor.tunnels[0].streams == {}
+        await s.forgotten(tunnel)
         assert tunnel.streams_total == 1
 
     run(test)
@@ -194,27 +199,24 @@ def test_a_slow_reader_stops_the_sender_within_the_window() -> None:
         tunnel = await s.tunnel()
         sink = Sink()
         assert await s.stream(tunnel, sink) == 200
-        await asyncio.sleep(0.05)
-        server_stream = held[0].transport
+        [server_side] = await eventually_async(lambda: held, what="the server's end of the stream")
+        server_stream = server_side.transport
         server_stream.pause_reading()  # type: ignore[union-attr]
         chunk = b"x" * (1 << 20)
         writes = 0
         while not sink.paused and writes < 64:  # as the relay does: stop when told to
             sink.transport.write(chunk)  # type: ignore[union-attr]
             writes += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # one loop pass, as between the relay's reads: the window's news arrives
         assert sink.paused, "the sender was never told to pause"
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # not a condition: time for bytes beyond the window to show up if sent
         waiting = sum(len(d) for d, _ in server_stream._inbox)  # type: ignore[union-attr]
-        assert len(held[0].data) + waiting <= TUNED.stream  # nothing beyond the window was sent
+        assert len(server_side.data) + waiting <= TUNED.stream  # nothing beyond the window was sent
         assert sink.transport.get_write_buffer_size() <= len(chunk)  # type: ignore[union-attr]
         server_stream.resume_reading()  # type: ignore[union-attr]
         sink.transport.write_eof()  # type: ignore[union-attr]
-        for _ in range(100):
-            if len(held[0].data) == writes * len(chunk):
-                break
-            await asyncio.sleep(0.02)
-        assert len(held[0].data) == writes * len(chunk)
+        await eventually_async(lambda: len(server_side.data) == writes * len(chunk),
+                               what="the held-back bytes to arrive")
 
     run(test, Acceptor(make=held_back))
 
@@ -226,8 +228,8 @@ def test_a_reset_reaches_the_other_side(side: str) -> None:
         sink = Sink()
         assert await s.stream(tunnel, sink) == 200
         sink.transport.write(b"ping")  # type: ignore[union-attr]
-        await asyncio.sleep(0.05)
-        server_side = s.acceptor.protocols[0]
+        await eventually_async(lambda: sink.data == b"ping", what="the echo: the stream works both ways")
+        [server_side] = s.acceptor.protocols
         resetter, other = (server_side, sink) if side == "server" else (sink, server_side)
         resetter.transport.abort()  # type: ignore[union-attr]
         assert isinstance(await other.lost, StreamReset)
@@ -254,8 +256,7 @@ def test_a_refusal_ends_the_stream(status: int) -> None:
     async def test(s: Setup) -> None:
         tunnel = await s.tunnel()
         assert await s.stream(tunnel, Sink()) == status
-        await asyncio.sleep(0.05)
-        assert tunnel.streams == {} and s.acceptor.tunnels[0].streams == {}
+        await s.forgotten(tunnel)
         assert await s.stream(tunnel, Sink()) == status  # the connection is still good
 
     run(test, Acceptor(status=status))

@@ -6,8 +6,16 @@ import subprocess
 import sys
 import time
 
+from eventually import eventually
+
 from nodemesh.tools.sim.process import alive, process_env, start_time, terminate
 from nodemesh.tools.sim.state import ProcessRecord
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (R, S, Z...): after the command name, which may hold spaces."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def _record(pid: int) -> ProcessRecord:
@@ -19,7 +27,8 @@ def test_a_live_process_is_alive_and_a_zombie_is_not():
     record = _record(child.pid)
     assert alive(record)
     child.kill()
-    time.sleep(0.2)  # dead, not reaped yet: a zombie, as orphans stay on hosts whose init does not reap
+    # dead, not reaped yet: a zombie, as orphans stay on hosts whose init does not reap
+    eventually(lambda: _state(child.pid) == "Z", what="the killed child to be a zombie")
     assert not alive(record)
     child.wait()
     assert start_time(child.pid) is None
@@ -42,10 +51,8 @@ def test_terminate_takes_the_whole_process_group_and_escalates_to_kill():
     terminate([leader.pid], grace=0.3)
     assert time.monotonic() - started < 3
     assert leader.wait(timeout=1) == -signal.SIGKILL
-    deadline = time.monotonic() + 2  # the group's SIGKILL reaches the grandchild asynchronously
-    while start_time(grandchild) is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert start_time(grandchild) is None
+    # the group's SIGKILL reaches the grandchild asynchronously
+    eventually(lambda: start_time(grandchild) is None, timeout=2, what="the grandchild to be gone")
 
 
 def test_processes_get_a_clean_env_with_our_venv_first():

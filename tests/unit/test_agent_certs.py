@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,9 @@ class Signer:
     def __init__(self, state_dir: Path) -> None:
         self.authority = self_signed(state_dir)
         self.down = False
-        self.asked: Counter[str] = Counter()  # signing requests by workload uid
         self.times: dict[str, list[dt.datetime]] = {}  # when each request came, by workload uid
 
     def __call__(self, uid: str, csr_pem: bytes) -> bytes:
-        self.asked[uid] += 1
         self.times.setdefault(uid, []).append(dt.datetime.now(dt.timezone.utc))
         if self.down:
             raise ConnectionError("controller unavailable")

@@ -21,7 +21,8 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -119,16 +120,10 @@ class PlaintextCapture:
         at once: the kernel frees an unpinned link only later). Idempotent."""
         self._attached.discard(pod_ip)
         pin = self._pin(pod_ip)
-        try:
-            fd = syscall.obj_get(pin)
-        except FileNotFoundError:
-            pass
-        else:
-            try:
+        with _pinned(pin) as fd:
+            if fd is not None:
                 syscall.link_detach(fd)
-            finally:
-                os.close(fd)
-            os.unlink(pin)
+                os.unlink(pin)
         # Absent is fine: never added, or (the listener) dropped by the kernel when it closed.
         self._listeners.delete(ip_key(pod_ip))
         self._modes.delete(ip_key(pod_ip))
@@ -156,20 +151,28 @@ class PlaintextCapture:
     def _link(self, netns: Netns, pod_ip: str) -> None:
         """Make the pod's pinned link run this program: take over a live one, else create and pin one."""
         pin = self._pin(pod_ip)
-        try:
-            fd = syscall.obj_get(pin)
-        except FileNotFoundError:
-            pass
-        else:
-            try:
+        with _pinned(pin) as fd:
+            if fd is not None:
                 if syscall.netns_link_info(fd).netns_ino == os.fstat(netns.fd).st_ino:
                     syscall.link_update(fd, self._prog_fd)
                     return
                 os.unlink(pin)  # its namespace is gone (0) or another one: the pod was made again
-            finally:
-                os.close(fd)
         fd = syscall.link_create(self._prog_fd, netns.fd, syscall.BPF_SK_LOOKUP)
         try:
             syscall.obj_pin(fd, pin)
         finally:
             os.close(fd)  # pinned, it lives on; not pinned, it goes now rather than with the agent
+
+
+@contextmanager
+def _pinned(pin: str) -> Iterator[int | None]:
+    """An fd of the link pinned at ``pin`` for the block (closed after it), or None if none is."""
+    try:
+        fd = syscall.obj_get(pin)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)

@@ -4,45 +4,13 @@ raw OSError."""
 
 from __future__ import annotations
 
-import os
-import pickle
-from typing import Any, Callable
-
 import pytest
 from click.testing import CliRunner
+from privileges import without_root
 
 from nodemesh.tools.admin_client import AdminError, fetch
 from nodemesh.tools.cli import main
 from nodemesh.tools.sim.state import SimState
-
-NOBODY = 65534
-
-
-def without_root(call: Callable[[], Any]) -> Any:
-    """``call()`` in a forked child that is not root (nobody, when the tests run as root): what it
-    returned or raised. The code is imported before privileges go, so a checkout nobody may read
-    serves as well."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-            try:
-                result = call()
-            except Exception as exc:
-                result = exc
-            os.write(write, pickle.dumps(result))
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    return pickle.loads(data)
 
 
 def test_fetch_without_root_says_to_run_as_root():

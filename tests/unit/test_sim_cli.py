@@ -1,9 +1,7 @@
 """The `nodemesh sim` command line where it needs no kernel: arguments and errors."""
 
-import subprocess
-import sys
-
 from click.testing import CliRunner
+from privileges import without_root
 
 from nodemesh.tools.cli import main
 
@@ -35,10 +33,13 @@ def test_exec_needs_a_command():
     assert result.exit_code == 2 and "Missing argument 'COMMAND...'" in result.output
 
 
+def _down_notup() -> tuple[int, str]:
+    result = _run("down", "--name", "notup")
+    return result.exit_code, result.output
+
+
 def test_acting_on_a_sim_without_root_says_so():
-    script = ("import os; os.geteuid() == 0 and os.setuid(65534); from click.testing import CliRunner; "
-              "from nodemesh.tools.cli import main; "
-              "r = CliRunner().invoke(main, ['sim', 'down', '--name', 'notup']); "
-              "print(r.exit_code, r.output)")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
-    assert out.stdout.startswith("1 Error: the simulated cluster needs root"), out.stdout + out.stderr
+    result = without_root(_down_notup)
+    assert not isinstance(result, Exception), result
+    code, output = result
+    assert code == 1 and output.startswith("Error: the simulated cluster needs root"), output

@@ -50,6 +50,18 @@ QUICK = Profile(rounds=1, bulk_megabytes=8, latency_seconds=1, rates=(200,), siz
                 conn_seconds=1, hold=200, churn=1_000)
 
 
+class LoadgenFailed(click.ClickException):
+    """A load-generator run failed: which setup and scenario, its exit status, and its stderr.
+
+    The runner stops at the first failure; without the generator's own words (a refused or
+    reset connection, a short echo, a traceback) a failed CI run cannot be explained.
+    """
+
+    def __init__(self, setup: str, scenario: str, status: int, stderr: str) -> None:
+        super().__init__(f"the load generator failed: {scenario} against {setup}, exit status {status}; "
+                         f"its stderr:\n{stderr.strip() or '(nothing)'}")
+
+
 @dataclass
 class Setup:
     name: str
@@ -72,10 +84,16 @@ class Bench:
         return subprocess.run([self.nodemesh, *args], capture_output=True, text=True, check=True,
                               timeout=timeout).stdout
 
-    def loadgen(self, pod: str, *args: str) -> dict[str, Any]:
-        out = self.cli("sim", "exec", "--name", self.sim, pod, "--", "python3", "-m",
-                       "nodemesh.tools.bench.loadgen", *args)
-        return json.loads(out.strip().splitlines()[-1])
+    def loadgen_argv(self, pod: str, *args: str) -> list[str]:
+        return [self.nodemesh, "sim", "exec", "--name", self.sim, pod, "--", "python3", "-m",
+                "nodemesh.tools.bench.loadgen", *args]
+
+    def loadgen(self, setup: str, scenario: str, pod: str, *args: str) -> dict[str, Any]:
+        """Run the load generator in ``pod``; its JSON result, or ``LoadgenFailed``."""
+        run = subprocess.run(self.loadgen_argv(pod, *args), capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            raise LoadgenFailed(setup, scenario, run.returncode, run.stderr)
+        return json.loads(run.stdout.strip().splitlines()[-1])
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.cli("sim", "status", "--name", self.sim, "-o", "json"))
@@ -131,7 +149,7 @@ class Bench:
 
     def measure(self, round_: int, setup: Setup, scenario: str, args: list[str]) -> None:
         before, woke, start = cpu_seconds(setup.watched), wakeups(setup.watched), time.perf_counter()
-        result = self.loadgen(setup.pod, args[0], setup.target, *args[1:])
+        result = self.loadgen(setup.name, scenario, setup.pod, args[0], setup.target, *args[1:])
         elapsed = time.perf_counter() - start
         cpu, woke = cpu_seconds(setup.watched) - before, wakeups(setup.watched) - woke
         record = {"round": round_, "setup": setup.name, "scenario": scenario, **result,
@@ -144,18 +162,21 @@ class Bench:
         p = self.profile
         self.say(f"memory: {p.hold} connections held open through the mesh, then {p.churn} of churn")
         hold = subprocess.Popen(
-            [self.nodemesh, "sim", "exec", "--name", self.sim, mesh.pod, "--", "python3", "-m",
-             "nodemesh.tools.bench.loadgen", "hold", mesh.target, "--connections", str(p.hold), "--seconds", "5"],
-            stdout=subprocess.PIPE, text=True)
+            self.loadgen_argv(mesh.pod, "hold", mesh.target, "--connections", str(p.hold), "--seconds", "5"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            opened = json.loads(hold.stdout.readline())
-            self.memory["held"] = opened
-            self.memory["held_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
+            opened = hold.stdout.readline()  # type: ignore[union-attr]
+            if opened:
+                self.memory["held"] = json.loads(opened)
+                self.memory["held_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
         finally:
-            hold.communicate(timeout=120)
+            _, stderr = hold.communicate(timeout=120)
+        if hold.returncode != 0 or not opened:
+            raise LoadgenFailed(mesh.name, "hold", hold.returncode, stderr)
         time.sleep(1.0)
         self.memory["before_churn_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
-        churn = self.loadgen(mesh.pod, "churn", mesh.target, "--count", str(p.churn), "--concurrency", "16")
+        churn = self.loadgen(mesh.name, "churn", mesh.pod, "churn", mesh.target, "--count", str(p.churn),
+                             "--concurrency", "16")
         self.memory["churn"] = churn
         time.sleep(1.0)
         self.memory["after_churn_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}

@@ -1,0 +1,45 @@
+"""The benchmark runner's handling of a failed load-generator run: it must explain itself.
+
+A stand-in for the ``nodemesh`` CLI plays the failing load generator, so no cluster is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodemesh.tools.bench.run import QUICK, Bench, LoadgenFailed, Setup
+
+FAILING = """#!/bin/sh
+echo "Error: bulk against 10.10.2.10:8080: connection closed (by the server)" >&2
+exit 1
+"""
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    fake = tmp_path / "nodemesh"
+    fake.write_text(FAILING)
+    fake.chmod(0o755)
+    run = Bench("unit", QUICK, lambda line: None)
+    run.nodemesh = str(fake)
+    return run
+
+
+def test_a_failed_run_names_the_setup_the_scenario_its_status_and_its_stderr(bench: Bench) -> None:
+    setup = Setup("direct", "plain/client", "10.10.2.10:8080", [])
+    with pytest.raises(LoadgenFailed) as failed:
+        bench.measure(0, setup, "bulk-8", ["bulk", "--streams", "8", "--megabytes", "8"])
+    message = failed.value.format_message()
+    assert "bulk-8 against direct, exit status 1" in message
+    assert "bulk against 10.10.2.10:8080: connection closed (by the server)" in message
+    assert bench.records == []
+
+
+def test_a_hold_that_fails_before_reporting_explains_itself_too(bench: Bench) -> None:
+    mesh = Setup("mesh-cross", "bench/client", "10.96.0.11:80", [])
+    with pytest.raises(LoadgenFailed) as failed:
+        bench.measure_memory(mesh, {})
+    message = failed.value.format_message()
+    assert "hold against mesh-cross, exit status 1" in message and "connection closed" in message

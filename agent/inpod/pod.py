@@ -15,6 +15,11 @@ from nodemesh.errors import CannotListen
 from nodemesh.model import Workload
 from nodemesh.netns import Netns
 
+# A burst of connects (hundreds from one pod at once) must wait in the kernel's accept queue:
+# past the backlog it drops SYNs (the clients retry a second later, all in the same instant)
+# and, once that wave fills the SYN queue too, answers with SYN cookies whose last ACK meets a
+# full accept queue: those clients believe they are connected and are never accepted.
+# loop.create_server(sock=...) listens again with its own backlog: pass this one.
 LISTEN_BACKLOG = 4096
 
 

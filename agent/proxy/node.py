@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from typing import Callable
 
-from nodemesh.agent.inpod.pod import PodNetns
+from nodemesh.agent.inpod.pod import LISTEN_BACKLOG, PodNetns
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
 from nodemesh.agent.proxy.core import Authorize, OriginalDst, ProxyCore, allow_all
 from nodemesh.agent.proxy.delivery import HboneAcceptor
@@ -66,7 +66,8 @@ class NodeProxy:
         try:
             for port, factory, options in handlers:
                 sockets[port] = pod.listener(port)
-                servers.append(await loop.create_server(factory, sock=sockets[port], **options))  # type: ignore[arg-type]
+                servers.append(await loop.create_server(factory, sock=sockets[port], backlog=LISTEN_BACKLOG,  # type: ignore[arg-type]
+                                                        **options))
         except BaseException:
             for server in servers:
                 server.close()

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 from typing import Awaitable, Callable, Iterator
 
 import pytest
 import uvloop
 
-from eventually import eventually_async  # tests/: the one wait for a condition
+from eventually import eventually, eventually_async  # tests/: the one wait for a condition
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 from wire import Capture  # tests/: the capture on the simulated bridge
 
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
+from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
 from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
 from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
@@ -247,6 +249,49 @@ def test_concurrent_connections_stay_within_the_pool_bounds() -> None:
         got = await asyncio.gather(*(c.echo(CATALOG, b"%d" % i) for i in range(30)))
         assert got == [b"%d" % i for i in range(30)]
         assert c.a.pool.handshakes == 2
+
+    run(test)
+
+
+BURST = 300  # connects at once: three times asyncio's default listen backlog (100)
+
+
+def accept_queue(listener: socket.socket) -> int:
+    """How many connections wait in a listening socket's accept queue (TCP_INFO's tcpi_unacked,
+    which is what a listener reports there)."""
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    return struct.unpack_from("=I", info, 24)[0]
+
+
+def test_a_burst_of_connects_waits_in_each_pod_listeners_queue() -> None:
+    """A pod's connects all at once while the agent is busy: the kernel must queue every one.
+
+    Past the listen backlog it drops the SYN (the client retries a second later, all of them in
+    the same instant), and when that retried wave overflows the SYN queue too, it answers with
+    SYN cookies whose last ACK meets a full accept queue: those clients believe they are
+    connected and the agent never hears of them (252 connects from one pod lost about 40 so).
+    """
+    async def test(c: Cluster) -> None:
+        listeners = {s.getsockname()[1]: s for server in c.a.enroller.enrolled[CLIENT.uid].listeners.servers
+                     for s in server.sockets}
+        for port in (OUTBOUND_PORT, HBONE_PORT, PLAINTEXT_PORT):
+            with pod_netns(CLIENT) as ns:
+                clients = [ns.socket() for _ in range(BURST)]
+            listener = listeners[port]
+
+            def all_queued() -> None:
+                assert accept_queue(listener) == BURST
+
+            try:
+                for client in clients:
+                    client.setblocking(False)
+                    client.connect_ex((CLIENT.ip, port))
+                # a blocking wait: the agent's loop does not run, so it accepts none meanwhile.
+                # Handshakes on one host take microseconds; a dropped SYN is retried after 1 s.
+                eventually(all_queued, timeout=0.5, what=f"the {BURST} connects to {port} to be queued")
+            finally:
+                for client in clients:
+                    client.close()
 
     run(test)
 

@@ -3,8 +3,10 @@
 import asyncio
 import json
 import socket
+import struct
 import subprocess
 import sys
+import time
 
 from nodemesh.tools.apps import client, server
 
@@ -19,6 +21,33 @@ def test_client_tallies_the_servers_name_and_checks_the_echo():
     tally = asyncio.run(main())
     assert tally.to_dict()["servers"] == {"catalog-a": 20}
     assert tally.failed == 0
+
+
+def test_a_burst_of_connects_waits_in_the_servers_accept_queue():
+    """300 connects at once while the server is busy: the kernel queues them all, none is dropped."""
+    async def main():
+        srv = await server.start("127.0.0.1", 0, "burst")
+        async with srv:
+            listener = srv.sockets[0]
+            clients = [socket.socket() for _ in range(300)]
+            try:
+                for c in clients:  # no await until they are counted: the server accepts none
+                    c.setblocking(False)
+                    c.connect_ex(listener.getsockname())
+                deadline = time.monotonic() + 0.5  # handshakes on loopback take microseconds
+                while accept_queue(listener) < len(clients) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                return accept_queue(listener)
+            finally:
+                for c in clients:
+                    c.close()
+
+    assert asyncio.run(main()) == 300
+
+
+def accept_queue(listener) -> int:
+    """Connections waiting in a listener's accept queue (TCP_INFO's tcpi_unacked, for a listener)."""
+    return struct.unpack_from("=I", listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32), 24)[0]
 
 
 def test_failures_are_counted_by_reason():

@@ -15,6 +15,11 @@ from functools import partial
 import click
 
 READ_SIZE = 64 * 1024
+# The mesh hands the app its connections in bursts (the node's agent connects for every client
+# at once): asyncio's default backlog of 100 overflows, and past it the kernel drops SYNs (a
+# second's delay) or, once the SYN queue is full too, sends SYN cookies whose last ACK meets a
+# full accept queue: the connection is lost while the client waits for the name line.
+LISTEN_BACKLOG = 4096
 
 
 async def _serve_connection(name: bytes, reader: asyncio.StreamReader,
@@ -33,7 +38,8 @@ async def _serve_connection(name: bytes, reader: asyncio.StreamReader,
 
 async def start(host: str, port: int, name: str) -> asyncio.Server:
     """A listening server (port 0 picks a free one: see ``server.sockets``)."""
-    return await asyncio.start_server(partial(_serve_connection, name.encode()), host, port)
+    return await asyncio.start_server(partial(_serve_connection, name.encode()), host, port,
+                                      backlog=LISTEN_BACKLOG)
 
 
 @click.command()

@@ -218,6 +218,18 @@ def test_cli_prints_one_json_object(echo_port):
 
 def test_cli_errors_say_what_went_wrong(closed_port):
     refused = CliRunner().invoke(loadgen.main, ["rr", f"{HOST}:{closed_port}"])
-    assert refused.exit_code == 1 and f"rr against {HOST}:{closed_port}" in refused.output
+    assert refused.exit_code == 1 and f"rr against {HOST}:{closed_port}: ConnectionRefusedError" in refused.output
     malformed = CliRunner().invoke(loadgen.main, ["rr", "no-port"])
     assert malformed.exit_code == 2 and "expected HOST:PORT" in malformed.output
+
+
+def test_a_server_that_never_says_its_name_is_a_timeout_that_says_so(monkeypatch):
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, says nothing
+        writer.close()
+
+    monkeypatch.setattr(loadgen, "CONNECT_TIMEOUT", 0.2)
+    with serving(lambda: asyncio.start_server(mute, HOST, 0)) as port:
+        result = CliRunner().invoke(loadgen.main, ["bulk", f"{HOST}:{port}", "--streams", "8"])
+    assert result.exit_code == 1
+    assert "bulk against" in result.output and "TimeoutError: no connection with a name line within 0.2 s" in result.output

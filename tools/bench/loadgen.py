@@ -126,13 +126,16 @@ class EchoConnection(asyncio.Protocol):
 async def connect(host: str, port: int, payload: bytes = b"") -> EchoConnection:
     """A connection that has received the server's name line (it proves the path works)."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(CONNECT_TIMEOUT):
-        _, conn = await loop.create_connection(lambda: EchoConnection(payload), host, port)
-        try:
-            await conn.greeted
-        except BaseException:  # no name line (closed, timed out): do not leave it open
-            conn.transport.close()
-            raise
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, conn = await loop.create_connection(lambda: EchoConnection(payload), host, port)
+            try:
+                await conn.greeted
+            except BaseException:  # no name line (closed, timed out): do not leave it open
+                conn.transport.close()
+                raise
+    except TimeoutError:  # asyncio's says nothing: say what did not happen
+        raise TimeoutError(f"no connection with a name line within {CONNECT_TIMEOUT:g} s") from None
     return conn
 
 
@@ -399,7 +402,7 @@ def main(scenario: str, target: tuple[str, int], seconds: float, concurrency: in
     try:
         result = uvloop.run(scenarios[scenario]())
     except OSError as e:
-        raise click.ClickException(f"{scenario} against {host}:{port}: {e}") from None
+        raise click.ClickException(f"{scenario} against {host}:{port}: {type(e).__name__}: {e}") from None
     emit(result)
 
 

@@ -1,12 +1,13 @@
-"""The benchmark runner's handling of a failed load-generator run: it must explain itself.
+"""The benchmark runner's failed steps (a load-generator run, a CLI call) must explain themselves.
 
-A stand-in for the ``nodemesh`` CLI plays the failing load generator, so no cluster is needed.
+A stand-in for the ``nodemesh`` CLI plays the failing command, so no cluster is needed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 
 from nodemesh.tools.bench.run import QUICK, Bench, LoadgenFailed, Setup
@@ -43,3 +44,11 @@ def test_a_hold_that_fails_before_reporting_explains_itself_too(bench: Bench) ->
         bench.measure_memory(mesh, {})
     message = failed.value.format_message()
     assert "hold against mesh-cross, exit status 1" in message and "connection closed" in message
+
+
+def test_a_failed_cli_step_says_what_the_cli_said(bench: Bench) -> None:
+    with pytest.raises(click.ClickException) as failed:
+        bench.cli("sim", "up", "-f", "cluster.yaml", "--name", "unit")
+    message = failed.value.format_message()
+    assert "`nodemesh sim up -f cluster.yaml --name unit` exited 1" in message
+    assert "connection closed (by the server)" in message  # the stand-in's stderr

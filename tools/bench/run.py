@@ -81,8 +81,12 @@ class Bench:
         self.memory: dict[str, Any] = {}
 
     def cli(self, *args: str, timeout: float = 600) -> str:
-        return subprocess.run([self.nodemesh, *args], capture_output=True, text=True, check=True,
-                              timeout=timeout).stdout
+        """``nodemesh ARGS``' output; when it fails, an error with what it said on stderr."""
+        run = subprocess.run([self.nodemesh, *args], capture_output=True, text=True, timeout=timeout)
+        if run.returncode != 0:
+            raise click.ClickException(f"`nodemesh {' '.join(args)}` exited {run.returncode}:\n"
+                                       f"{run.stderr.strip()}")
+        return run.stdout
 
     def loadgen_argv(self, pod: str, *args: str) -> list[str]:
         return [self.nodemesh, "sim", "exec", "--name", self.sim, pod, "--", "python3", "-m",

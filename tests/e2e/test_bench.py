@@ -1,6 +1,7 @@
 """`nodemesh bench --quick`: the harness works end to end (it measures; it asserts no number)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
 
 def test_quick_bench_measures_every_setup_and_writes_the_report(tmp_path: Path) -> None:
-    names = SimNames("benchsmoke")
+    # A sim of this run's own: CI and people run the suite on one machine at the same time, and
+    # with one fixed name a second run's `sim up` failed ("already up") and its clean-up below
+    # took the first run's cluster away in the middle of its measurements.
+    names = SimNames(f"bench{os.getpid()}")
     try:
         nodemesh("bench", "--quick", "--out", str(tmp_path), "--name", names.sim, timeout=300)
     finally:

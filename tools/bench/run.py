@@ -27,6 +27,7 @@ from typing import Any
 
 import click
 
+from nodemesh.errors import UserError
 from nodemesh.tools.bench.procstat import cpu_seconds, rss_mb, wakeups
 
 SETUPS = ("direct", "direct-same", "reference", "mesh-cross", "mesh-same")
@@ -50,12 +51,15 @@ QUICK = Profile(rounds=1, bulk_megabytes=8, latency_seconds=1, rates=(200,), siz
                 conn_seconds=1, hold=200, churn=1_000)
 
 
-class LoadgenFailed(click.ClickException):
-    """A load-generator run failed: which setup and scenario, its exit status, and its stderr.
+class BenchError(UserError):
+    """A step of the run failed (a ``nodemesh`` command, a load-generator run): which, and what
+    it said on stderr. The runner stops at the first failure; without those words (a refused or
+    reset connection, a short echo, a traceback, "sim is not up") a failed CI run cannot be
+    explained."""
 
-    The runner stops at the first failure; without the generator's own words (a refused or
-    reset connection, a short echo, a traceback) a failed CI run cannot be explained.
-    """
+
+class LoadgenFailed(BenchError):
+    """A load-generator run failed: which setup and scenario, its exit status, and its stderr."""
 
     def __init__(self, setup: str, scenario: str, status: int, stderr: str) -> None:
         super().__init__(f"the load generator failed: {scenario} against {setup}, exit status {status}; "
@@ -84,8 +88,7 @@ class Bench:
         """``nodemesh ARGS``' output; when it fails, an error with what it said on stderr."""
         run = subprocess.run([self.nodemesh, *args], capture_output=True, text=True, timeout=timeout)
         if run.returncode != 0:
-            raise click.ClickException(f"`nodemesh {' '.join(args)}` exited {run.returncode}:\n"
-                                       f"{run.stderr.strip()}")
+            raise BenchError(f"`nodemesh {' '.join(args)}` exited {run.returncode}:\n{run.stderr.strip()}")
         return run.stdout
 
     def loadgen_argv(self, pod: str, *args: str) -> list[str]:

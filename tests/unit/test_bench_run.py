@@ -51,3 +51,17 @@ def test_a_failed_cli_step_says_what_the_cli_said(bench: Bench) -> None:
     message = str(failed.value)
     assert "`nodemesh sim up -f cluster.yaml --name unit` exited 1" in message
     assert "connection closed (by the server)" in message  # the stand-in's stderr
+
+
+def test_a_sim_that_was_already_up_is_not_taken_down(tmp_path: Path) -> None:
+    """A second run under the same name must fail alone, not take the first run's cluster away."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "nodemesh"
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+if [ "$1 $2" = "sim up" ]; then echo "Error: sim 'unit' is already up" >&2; exit 1; fi
+""")
+    fake.chmod(0o755)
+    with pytest.raises(BenchError, match="already up"):
+        Bench("unit", QUICK, lambda line: None, str(fake)).run()
+    assert [line.split()[:2] for line in calls.read_text().splitlines()] == [["sim", "up"]]

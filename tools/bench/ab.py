@@ -72,8 +72,8 @@ def prepare_baseline(revision: str, cache: Path, say: Any) -> Variant:
 def run_variant(variant: Variant, round_: int, sim: str, say: Any) -> list[dict[str, Any]]:
     """One round of one variant: its cluster up, both scenarios on both mesh setups, down."""
     bench = Bench(sim, AB, say, variant.nodemesh)
+    st = bench.bring_up()  # a sim already up under that name is another run's: not taken down
     try:
-        st = bench.bring_up()
         for scenario, args in bench.scenarios():
             if scenario in METRICS:
                 for setup in mesh_setups(st):

@@ -109,8 +109,8 @@ class Bench:
     def run(self) -> None:
         from nodemesh.tools.bench.reference import HaproxyTunnel
 
+        st = self.bring_up()
         try:
-            st = self.bring_up()
             agents = agent_pids(st)
             self.memory["idle_mb"] = {n: rss_mb(pid) for n, pid in agents.items()}
             pods = st["pods"]
@@ -131,18 +131,26 @@ class Bench:
             self.cli("sim", "down", "--name", self.sim)
 
     def bring_up(self) -> dict[str, Any]:
-        """The benchmark cluster, up and tuned; its ``sim status``. Take it down when done."""
+        """The benchmark cluster, up and tuned; its ``sim status``. Take it down when done.
+
+        When ``sim up`` fails, nothing is taken down: a sim of that name that is already up is
+        another run's, and taking it away would fail that run in the middle of its measurements.
+        """
         file = Path(str(resources.files("nodemesh.tools.bench") / "cluster.yaml"))
         self.say(f"bringing up the benchmark cluster ({file.name})")
         self.cli("sim", "up", "-f", str(file), "--name", self.sim)
-        st = self.status()
-        for pod in st["pods"]:
-            # Thousands of short connections per second from one address: let the pods reuse
-            # TIME_WAIT ports, as load-test hosts do, or the port search dominates. The server
-            # pods need it too: the agent delivers to the app from inside the pod, and its
-            # side closes first, so its TIME_WAIT ports pile up there.
-            self.cli("sim", "exec", "--name", self.sim, pod, "--", "sysctl", "-q", "-w",
-                     "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+        try:
+            st = self.status()
+            for pod in st["pods"]:
+                # Thousands of short connections per second from one address: let the pods reuse
+                # TIME_WAIT ports, as load-test hosts do, or the port search dominates. The server
+                # pods need it too: the agent delivers to the app from inside the pod, and its
+                # side closes first, so its TIME_WAIT ports pile up there.
+                self.cli("sim", "exec", "--name", self.sim, pod, "--", "sysctl", "-q", "-w",
+                         "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+        except BaseException:
+            self.cli("sim", "down", "--name", self.sim)
+            raise
         return st
 
     def scenarios(self) -> list[tuple[str, list[str]]]:

@@ -64,8 +64,11 @@ def test_demo_comes_up_and_its_components_restart(sim_names, cli):
 
 
 def _interrupt_up(sim: str, sig: int, after: float) -> subprocess.CompletedProcess:
+    # SIGINT as a terminal delivers it: a suite started in the background (as CI may start it)
+    # hands its children SIGINT ignored, and an ignored interrupt interrupts nothing.
     up = subprocess.Popen(nodemesh_argv("sim", "up", "-f", str(DEMO), "--name", sim),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert up.stdout.readline().startswith("topology:")  # midway: namespaces made, components next
     time.sleep(after)  # not a condition: the moment of the interrupt is what each case varies
     up.send_signal(sig)

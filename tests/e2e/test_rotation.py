@@ -72,6 +72,8 @@ def test_controller_down_past_expiry_fails_closed_with_a_reason(cluster: SimClus
         assert "expired" in cluster.log("agent/node-a")
     finally:
         cluster.start("controller")
-    cluster.wait_for("a renewed certificate", lambda: all(
-        c["valid"] for c in cluster.admin("node-a", "/certs")), timeout=30)
+    # both ends: the client's certificate on node-a and shop/far's on node-b, whose agent must
+    # present a valid one again before a handshake can succeed
+    cluster.wait_for("renewed certificates on both nodes", lambda: all(
+        c["valid"] for node in ("node-a", "node-b") for c in cluster.admin(node, "/certs")), timeout=30)
     assert cluster.client("shop/client", f"{vip}:80", count=2)["ok"] == 2

@@ -66,6 +66,7 @@ class EchoConnection(asyncio.Protocol):
         self._due: deque[float] = deque()   # when each waiting request was due; the first is out
         self._idle: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self.ending = ""  # how the connection ended, once it has
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not its subclasses
@@ -87,11 +88,13 @@ class EchoConnection(asyncio.Protocol):
                 self._idle.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        lost = ConnectionError(f"connection closed ({exc or 'by the server'})")
+        self.ending = f"connection closed ({exc or 'by the server'})"
+        lost = ConnectionError(self.ending)
         for waiter in (self.greeted, self._idle, self._writable):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(lost)
-        self.closed.set_result(None)
+        if not self.closed.done():  # cancelled when a failed run cancels whoever waited on it
+            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -353,7 +356,7 @@ async def echo(conn: EchoConnection, size: int) -> float:
     conn.transport.write_eof()
     await conn.closed  # the server closes once it has echoed everything
     if conn.received != size:
-        raise ConnectionError(f"{conn.received} of {size} bytes came back")
+        raise ConnectionError(f"{conn.received} of {size} bytes came back, then the {conn.ending}")
     return time.perf_counter()
 
 

@@ -110,6 +110,32 @@ def test_bulk_echoes_everything_over_the_streams(echo_port, streams):
     assert sum(result["per_stream_mb_per_s"]) >= result["mb_per_s"] * 0.999
 
 
+class EndsAtEof(asyncio.Protocol):
+    """A peer that ends the connection at the client's FIN, dropping the echo still to come:
+    what the HAProxy reference did now and then to the tail of data followed by a FIN."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(b"strict\n")  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        asyncio.get_running_loop().call_later(DELAY, self.transport.write, data)  # the echo lags
+
+    def eof_received(self) -> bool:
+        self.transport.abort()  # type: ignore[attr-defined]
+        return False
+
+
+@pytest.mark.parametrize("streams", [1, 8])
+def test_bulk_gets_everything_back_before_it_closes(streams):
+    async def ends_at_eof() -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(EndsAtEof, HOST, 0)
+
+    with serving(ends_at_eof) as port:
+        result = uvloop.run(loadgen.bulk(HOST, port, 1, streams))
+    assert result["received"] == 1 << 20
+
+
 def test_bulk_fails_when_the_echo_comes_back_short():
     async def short_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"short\n")
@@ -117,7 +143,7 @@ def test_bulk_fails_when_the_echo_comes_back_short():
         writer.close()
 
     with serving(lambda: asyncio.start_server(short_echo, HOST, 0)) as port:
-        with pytest.raises(ConnectionError, match="bytes came back"):
+        with pytest.raises(ConnectionError, match="bytes came back, then the connection closed"):
             uvloop.run(loadgen.bulk(HOST, port, 1, 1))
 
 

@@ -12,7 +12,8 @@ buffers) so that it stays cheap next to what it measures. Targets are the exampl
   rr:       one kept connection, send SIZE bytes and wait for them back, COUNT times (closed loop).
   latency:  open loop: RATE requests/s of SIZE bytes for SECONDS over CONNECTIONS kept
             connections; each latency is charged from the moment its request was due.
-  bulk:     STREAMS connections in parallel send MEGABYTES in all while reading the echo back.
+  bulk:     STREAMS connections in parallel send MEGABYTES in all while reading the echo back,
+            then close (no half-close: see ``echo``).
 
     python3 -m nodemesh.tools.bench.loadgen conn HOST:PORT --seconds 5 --concurrency 8
     python3 -m nodemesh.tools.bench.loadgen churn HOST:PORT --count 100000 --concurrency 8
@@ -66,6 +67,9 @@ class EchoConnection(asyncio.Protocol):
         self._due: deque[float] = deque()   # when each waiting request was due; the first is out
         self._idle: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._wanted = 0                    # echoed bytes ``echoed`` waits for
+        self._echoed: asyncio.Future[None] | None = None
+        self.ending = ""  # how the connection ended, once it has
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not its subclasses
@@ -78,6 +82,8 @@ class EchoConnection(asyncio.Protocol):
                 return
             self.greeted.set_result(name)
         self.received += len(data)
+        if self._echoed is not None and self.received >= self._wanted and not self._echoed.done():
+            self._echoed.set_result(None)
         if self._due and self.received >= (len(self.latencies) + 1) * len(self.payload):
             self.last_answer = time.perf_counter()
             self.latencies.append(self.last_answer - self._due.popleft())
@@ -87,11 +93,15 @@ class EchoConnection(asyncio.Protocol):
                 self._idle.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        lost = ConnectionError(f"connection closed ({exc or 'by the server'})")
+        self.ending = f"connection closed ({exc or 'by the server'})"
+        lost = ConnectionError(self.ending)
         for waiter in (self.greeted, self._idle, self._writable):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(lost)
-        self.closed.set_result(None)
+        if self._echoed is not None and not self._echoed.done():
+            self._echoed.set_exception(self._short())
+        if not self.closed.done():  # cancelled when a failed run cancels whoever waited on it
+            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -113,6 +123,19 @@ class EchoConnection(asyncio.Protocol):
         self._due.append(due)
         if len(self._due) == 1 and not self.closed.done():
             self.transport.write(self.payload)
+
+    async def echoed(self, size: int) -> None:
+        """Wait until ``size`` echoed bytes have come back; a ConnectionError if it ends first."""
+        if self.received >= size:
+            return
+        self._wanted = size
+        if self.closed.done():
+            raise self._short()
+        self._echoed = asyncio.get_running_loop().create_future()
+        await self._echoed
+
+    def _short(self) -> ConnectionError:
+        return ConnectionError(f"{self.received} of {self._wanted} bytes came back, then the {self.ending}")
 
     async def idle(self) -> None:
         """Wait until every request made so far is answered."""
@@ -344,17 +367,21 @@ async def bulk(host: str, port: int, megabytes: int, streams: int) -> dict[str, 
 
 
 async def echo(conn: EchoConnection, size: int) -> float:
-    """Send ``size`` bytes, half-close, and wait for all of them back; when it finished."""
+    """Send ``size`` bytes, wait for all of them back, then close; when the last came back.
+
+    No half-close (``write_eof`` after the data): through HAProxy 2.6, the reference, the
+    server now and then got only part of the data, then the FIN (its TLS hop lost the tail),
+    and echoed that part: about 3% of 8-stream runs against the reference came back short.
+    """
     conn.transport.set_write_buffer_limits(high=WRITE_BUFFER)
     filler = memoryview(b"x" * CHUNK)
     for offset in range(0, size, CHUNK):
         conn.transport.write(filler[:min(CHUNK, size - offset)])
         await conn.drain()
-    conn.transport.write_eof()
-    await conn.closed  # the server closes once it has echoed everything
-    if conn.received != size:
-        raise ConnectionError(f"{conn.received} of {size} bytes came back")
-    return time.perf_counter()
+    await conn.echoed(size)
+    finished = time.perf_counter()
+    conn.transport.close()
+    return finished
 
 
 def parse_target(ctx: click.Context, param: click.Parameter, target: str) -> tuple[str, int]:

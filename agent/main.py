@@ -78,7 +78,7 @@ class Agent:
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
             self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)
             views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
-                                          self.enroller, self.certs, self.proxy, self.config,
+                                          capture, self.enroller, self.certs, self.proxy, self.config,
                                           supervisor.health))
             endpoints = [HttpEndpoint("127.0.0.1", self.admin_port, views.admin_routes(), loop),
                          HttpEndpoint("0.0.0.0", self.readiness_port, views.readiness_routes(), loop)]

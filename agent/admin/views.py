@@ -2,7 +2,8 @@
 
 Each view reads the agent's parts on the proxy's loop (``http`` runs it there), so what it
 returns is one consistent moment.
-  GET /config_dump   workloads, services, nodes, enrolled pods, controller link, BPF maps
+  GET /config_dump   workloads, services, nodes, enrolled pods, controller link, BPF maps and
+                     the pods whose plaintext is captured into this agent's listeners
   GET /connections   connections in flight and totals since start
   GET /tunnels       live HBONE connections, both ways
   GET /certs         workload certificates and their renewal
@@ -18,6 +19,7 @@ from typing import Callable
 
 from nodemesh.agent.admin.http import Route
 from nodemesh.agent.controlplane.subscription import ConfigClient
+from nodemesh.agent.ebpf.capture import PlaintextCapture
 from nodemesh.agent.ebpf.steering import Steering
 from nodemesh.agent.identity.manager import CertManager
 from nodemesh.agent.inpod.enroller import Enroller
@@ -37,6 +39,7 @@ class AgentParts:
     cgroup: Path
     view: Callable[[], View | None]
     steering: Steering
+    capture: PlaintextCapture
     enroller: Enroller
     certs: CertManager
     proxy: NodeProxy
@@ -84,7 +87,8 @@ class AdminViews:
             "workloads": [_workload_json(w) for w in model.workloads.values()] if model else [],
             "services": [_service_json(s) for s in model.services.values()] if model else [],
             "nodes": [vars(n) for n in model.nodes.values()] if model else [],
-            "bpf": {"cgroup": str(p.cgroup), "maps": p.steering.map_usage()},
+            "bpf": {"cgroup": str(p.cgroup), "maps": p.steering.map_usage(),
+                    "captured": p.capture.attached()},
             "failing": p.health.problems(),
             **p.enroller.status(),
         }

@@ -166,6 +166,7 @@ def parts(current: View | None = None, health: Health | None = None, enroller: E
     return AgentParts(
         node="node-a", cgroup=Path("/sys/fs/cgroup/nodemesh"), view=lambda: current,
         steering=SimpleNamespace(map_usage=lambda: {"mesh_destinations": 2}),  # type: ignore[arg-type]
+        capture=SimpleNamespace(attached=lambda: ["10.10.1.10"]),  # type: ignore[arg-type]
         enroller=enroller or Enroller(),  # type: ignore[arg-type]
         certs=certs or Certs(),  # type: ignore[arg-type]
         proxy=proxy,  # type: ignore[arg-type]
@@ -205,7 +206,8 @@ def test_the_config_dump_is_json_of_the_whole_view() -> None:
                                  "ports": [{"name": "http", "port": 80, "target_port": 8080}],
                                  "endpoints": ["u1"]}]
     assert dump["nodes"] == [{"name": "node-a", "ip": "172.30.0.1", "pod_cidr": "10.10.1.0/24"}]
-    assert dump["bpf"] == {"cgroup": "/sys/fs/cgroup/nodemesh", "maps": {"mesh_destinations": 2}}
+    assert dump["bpf"] == {"cgroup": "/sys/fs/cgroup/nodemesh", "maps": {"mesh_destinations": 2},
+                           "captured": ["10.10.1.10"]}
     assert dump["failing"] == {"config": "ConnectionError: controller unavailable"}
     assert (dump["enrolled"], dump["pending"]) == ([{"pod": "shop/catalog"}], {})
 

@@ -70,7 +70,7 @@ class HboneAcceptor:
         return self.pod.workload.identity
 
     def peer_node(self, tunnel: ServerTunnel) -> str:
-        source = self._source(tunnel)
+        source = self._source(_peer_ip(tunnel))
         return source.node if source is not None else ""
 
     def opened(self, tunnel: ServerTunnel) -> None:
@@ -84,7 +84,8 @@ class HboneAcceptor:
         log.info("inbound HBONE to %s refused (%s): %s", self.pod.workload.ref, outcome, detail)
 
     def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
-        source = self._source(tunnel)
+        peer_ip = _peer_ip(tunnel)
+        source = self._source(peer_ip)
         workload = self.pod.workload
         conn = self.proxy.table.open(INBOUND, source.ref if source is not None else tunnel.peer(),
                                      f"{workload.ip}:{port}")
@@ -94,13 +95,12 @@ class HboneAcceptor:
         conn.connection_security_policy = "mutual_tls"
         conn.source_identity = tunnel.source_identity
         conn.destination_identity = workload.identity
-        stream.connect(AcceptedStream(self.proxy, self.pod, conn, _peer_ip(tunnel), port))
+        stream.connect(AcceptedStream(self.proxy, self.pod, conn, peer_ip, port))
 
-    def _source(self, tunnel: ServerTunnel) -> Workload | None:
+    def _source(self, peer_ip: str) -> Workload | None:
         """The workload the connection comes from (its socket lives in the source pod)."""
         view = self.proxy.view()
-        ip = _peer_ip(tunnel)
-        return view.by_ip.get(ip) if view is not None and ip else None
+        return view.by_ip.get(peer_ip) if view is not None and peer_ip else None
 
 
 def _peer_ip(tunnel: ServerTunnel) -> str:

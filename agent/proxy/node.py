@@ -43,7 +43,6 @@ class PodListeners:
 class NodeProxy:
     def __init__(self, view: Callable[[], View | None], original_dst: OriginalDst, identities: Identities,
                  connect_timeout: float = 5.0, authorize: Authorize = allow_all) -> None:
-        self.identities = identities
         self.core = ProxyCore(view, original_dst, identities, connect_timeout, authorize)
 
     async def serve_pod(self, pod: PodNetns) -> PodListeners:
@@ -54,7 +53,7 @@ class NodeProxy:
         """
         loop = asyncio.get_running_loop()
         core = self.core
-        tls = self.identities.server_context(pod.workload.uid)
+        tls = core.identities.server_context(pod.workload.uid)
         acceptor = HboneAcceptor(core, pod)
         handlers: list[tuple[int, Callable[[], asyncio.BaseProtocol], dict[str, object]]] = [
             (OUTBOUND_PORT, lambda: OutboundAccept(core, pod), {}),

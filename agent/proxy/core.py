@@ -97,12 +97,11 @@ class ProxyCore:
         identities: Identities,
         connect_timeout: float = 5.0,
         authorize: Authorize = allow_all,
-        pool: TunnelPool | None = None,
     ) -> None:
         self.view = view
         self.original_dst = original_dst
         self.identities = identities
-        self.pool = pool or TunnelPool(identities, connect_timeout)  # outbound HBONE connections
+        self.pool = TunnelPool(identities, connect_timeout)  # outbound HBONE connections
         self.server_tunnels = ServerTunnels()  # inbound ones, on the pods' 15008 listeners
         self.connect_timeout = connect_timeout
         self.authorize = authorize

@@ -148,6 +148,26 @@ def test_the_config_client_subscribes_with_its_token_and_the_ca_root(tmp_path):
     run(test, tmp_path)
 
 
+def test_an_update_that_fails_to_apply_is_rejected_and_the_subscription_lives_on(tmp_path):
+    """A bug in applying (here a KeyError) is a rejection with its reason and a failing health
+    entry, not a dead config thread behind an agent that still looks alive."""
+    async def test(controller: ControllerUnderTest) -> None:
+        async def apply(update: pb.ConfigUpdate) -> str | None:
+            raise KeyError("namespace")
+
+        client = ConfigClient(access(controller, TOKENS["n1"]), "n1", apply, asyncio.get_running_loop())
+        client.start()
+        try:
+            await eventually_async(lambda: client.last_rejection != "")
+            assert client.last_rejection == "version 1: the agent failed to apply it: KeyError: 'namespace'"
+            assert client.health.problems() == {"config subscription": "KeyError: 'namespace'"}
+            assert client.connected and client.applied_version == 0  # still subscribed, nothing applied
+        finally:
+            await asyncio.to_thread(client.stop)
+
+    run(test, tmp_path)
+
+
 def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
     """Rotation step 1: the controller (old root) hands out a bundle of old and new roots.
     Step 2: a controller signing under the new root, the old one kept in the bundle, takes

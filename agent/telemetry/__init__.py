@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics, access logs and traces of what the agent relays."""

@@ -36,6 +36,11 @@ class Workload:
     meshed: bool = False
     identity: str = ""  # SPIFFE id (nodemesh.identity), set for every workload
     mtls_mode: str = PERMISSIVE
+    # Telemetry's names for the pod (controller/model/workloads.py derives them as Istio does);
+    # "" in values made without them, which telemetry shows as "unknown".
+    workload_name: str = ""
+    canonical_service: str = ""
+    canonical_revision: str = ""
 
     @property
     def key(self) -> str:

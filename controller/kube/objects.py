@@ -67,6 +67,12 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Owner:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Pod:
     namespace: str
     name: str
@@ -76,6 +82,7 @@ class Pod:
     labels: Mapping[str, str]
     pod_ip: str | None
     containers: tuple[Container, ...]
+    owner: Owner | None = None  # metadata.ownerReferences: the controller's, else the first
 
     @property
     def ref(self) -> str:
@@ -325,7 +332,23 @@ def _parse_pod(doc: dict, fields: _Fields) -> Pod:
         labels=_labels(meta, fields),
         pod_ip=fields.ipv4(status.get("podIP"), "status.podIP"),
         containers=containers,
+        owner=_owner(meta, fields),
     )
+
+
+def _owner(meta: dict[str, Any], fields: _Fields) -> Owner | None:
+    """The pod's controller (``controller: true``), else its first owner: what names its workload."""
+    owners = []
+    for i, ref in enumerate(fields.items(meta.get("ownerReferences"), "metadata.ownerReferences")):
+        path = f"metadata.ownerReferences[{i}]"
+        ref = fields.mapping(ref, path)
+        kind, name = fields.string(ref.get("kind"), f"{path}.kind"), fields.string(ref.get("name"), f"{path}.name")
+        if not kind or not name:
+            fields.error(path, "kind and name are required")
+            continue
+        owners.append((ref.get("controller") is True, Owner(kind, name)))
+    controllers = [owner for is_controller, owner in owners if is_controller]
+    return (controllers or [owner for _, owner in owners] or [None])[0]
 
 
 def _parse_container(value: Any, path: str, fields: _Fields) -> Container:

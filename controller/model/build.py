@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from nodemesh.controller.kube import objects as kube
 from nodemesh.controller.kube.objects import KubeObjects
 from nodemesh.controller.model.ipam import Assignments, Plan, plan_addresses
+from nodemesh.controller.model.workloads import canonical_revision, canonical_service, workload_name
 from nodemesh.controller.problems import Problems
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN, Identity
 from nodemesh.model import (
@@ -76,7 +77,8 @@ def build_model(objects: KubeObjects, assigned: Assignments,
                  ip=plan.pod_ip(pod.ref), labels=frozen_labels(pod.labels),
                  meshed=pod.namespace in meshed,
                  identity=str(Identity(trust_domain, pod.namespace, pod.service_account)),
-                 mtls_mode=mtls_modes.get(pod.namespace, PERMISSIVE))
+                 mtls_mode=mtls_modes.get(pod.namespace, PERMISSIVE), workload_name=workload_name(pod),
+                 canonical_service=canonical_service(pod), canonical_revision=canonical_revision(pod))
         for pod in objects.pods
     ]
     model_services = [

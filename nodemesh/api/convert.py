@@ -10,7 +10,8 @@ def workload_to_pb(w: Workload) -> pb.Workload:
     return pb.Workload(
         uid=w.uid, name=w.name, namespace=w.namespace, service_account=w.service_account,
         node=w.node, ip=w.ip, labels=dict(w.labels), meshed=w.meshed, identity=w.identity,
-        mtls_mode=w.mtls_mode,
+        mtls_mode=w.mtls_mode, workload_name=w.workload_name, canonical_service=w.canonical_service,
+        canonical_revision=w.canonical_revision,
     )
 
 
@@ -18,7 +19,8 @@ def workload_from_pb(m: pb.Workload) -> Workload:
     return Workload(
         uid=m.uid, name=m.name, namespace=m.namespace, service_account=m.service_account,
         node=m.node, ip=m.ip, labels=frozen_labels(m.labels), meshed=m.meshed, identity=m.identity,
-        mtls_mode=m.mtls_mode or PERMISSIVE,
+        mtls_mode=m.mtls_mode or PERMISSIVE, workload_name=m.workload_name,
+        canonical_service=m.canonical_service, canonical_revision=m.canonical_revision,
     )
 
 

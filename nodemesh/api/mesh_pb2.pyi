@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Workload(_message.Message):
-    __slots__ = ("uid", "name", "namespace", "service_account", "node", "ip", "labels", "meshed", "identity", "mtls_mode")
+    __slots__ = ("uid", "name", "namespace", "service_account", "node", "ip", "labels", "meshed", "identity", "mtls_mode", "workload_name", "canonical_service", "canonical_revision")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,9 @@ class Workload(_message.Message):
     MESHED_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     MTLS_MODE_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_NAME_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_REVISION_FIELD_NUMBER: _ClassVar[int]
     uid: str
     name: str
     namespace: str
@@ -35,7 +38,10 @@ class Workload(_message.Message):
     meshed: bool
     identity: str
     mtls_mode: str
-    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., meshed: _Optional[bool] = ..., identity: _Optional[str] = ..., mtls_mode: _Optional[str] = ...) -> None: ...
+    workload_name: str
+    canonical_service: str
+    canonical_revision: str
+    def __init__(self, uid: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., node: _Optional[str] = ..., ip: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., meshed: _Optional[bool] = ..., identity: _Optional[str] = ..., mtls_mode: _Optional[str] = ..., workload_name: _Optional[str] = ..., canonical_service: _Optional[str] = ..., canonical_revision: _Optional[str] = ...) -> None: ...
 
 class ServicePort(_message.Message):
     __slots__ = ("name", "port", "target_port")

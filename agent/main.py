@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from nodemesh.agent.ports import ADMIN_PORT, READINESS_PORT
+from nodemesh.agent.ports import ADMIN_PORT, METRICS_PORT, READINESS_PORT
 from nodemesh.flags import checked_by
 from nodemesh.logs import LEVELS
 
@@ -31,10 +32,19 @@ BPFFS_ROOT = Path("/sys/fs/bpf/nodemesh")  # --bpffs-dir is <this>/<node> unless
 ENROLL_RETRY_SECONDS = 1.0  # pods whose namespace or certificate was not there yet
 
 
+@dataclass(frozen=True)
+class Telemetry:
+    """What the agent reports, and where (docs/telemetry.md)."""
+
+    metrics: bool = True
+    metrics_port: int = METRICS_PORT
+    access_log: str = "stderr"  # "stderr", "off" or a file path
+
+
 class Agent:
     def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str, bpffs_dir: Path,
                  admin_port: int, readiness_port: int, connect_timeout: float,
-                 controller_ca: bytes, token: str) -> None:
+                 controller_ca: bytes, token: str, telemetry: Telemetry = Telemetry()) -> None:
         self.node = node
         self.controller = controller
         self.controller_ca = controller_ca
@@ -45,6 +55,7 @@ class Agent:
         self.admin_port = admin_port
         self.readiness_port = readiness_port
         self.connect_timeout = connect_timeout
+        self.telemetry = telemetry
         self.view: View | None = None
 
     async def run(self) -> None:
@@ -59,6 +70,9 @@ class Agent:
         from nodemesh.agent.inpod.enroller import Enroller
         from nodemesh.agent.proxy.node import NodeProxy
         from nodemesh.agent.supervision import Supervisor
+        from nodemesh.agent.telemetry.accesslog import OFF, AccessLog
+        from nodemesh.agent.telemetry.traffic import TrafficCollector
+        from nodemesh.metrics import new_registry
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -68,20 +82,32 @@ class Agent:
         supervisor = Supervisor()
         access = ControllerAccess(self.controller, self.controller_ca, self.token)
         self.certs = CertManager(CaClient(access).sign, supervisor)
+        telemetry = self.telemetry
         self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
-                               self.certs, self.connect_timeout)
+                               self.certs, self.connect_timeout, metrics=telemetry.metrics)
+        table = self.proxy.core.table
         self.steering = Steering(self.cgroup)
         capture = None
+        access_log = None
         endpoints: list[HttpEndpoint] = []
         try:
+            if telemetry.access_log != OFF:
+                access_log = AccessLog(telemetry.access_log)
+                table.observers.append(access_log)
+            registry = None
+            if telemetry.metrics:
+                registry = new_registry("agent")
+                registry.register(TrafficCollector(table))
             capture = PlaintextCapture(self.bpffs_dir)
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
             self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)
             views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
                                           capture, self.enroller, self.certs, self.proxy, self.config,
-                                          supervisor.health))
+                                          supervisor.health, registry))
             endpoints = [HttpEndpoint("127.0.0.1", self.admin_port, views.admin_routes(), loop),
                          HttpEndpoint("0.0.0.0", self.readiness_port, views.readiness_routes(), loop)]
+            if registry is not None:  # Prometheus scrapes from elsewhere: every address
+                endpoints.append(HttpEndpoint("0.0.0.0", telemetry.metrics_port, views.metrics_routes(), loop))
             for endpoint in endpoints:
                 endpoint.start()
             self.config.start()
@@ -101,6 +127,8 @@ class Agent:
             self.certs.close()
             for endpoint in endpoints:
                 endpoint.stop()
+            if access_log is not None:
+                access_log.close()  # after the proxy: the connections it closed are logged too
         log.info("agent stopped")
 
     async def _apply(self, update: pb.ConfigUpdate) -> str | None:
@@ -188,13 +216,19 @@ PORT = click.IntRange(1, 65535)
                    "links), this node's alone.")
 @click.option("--admin-port", type=PORT, default=ADMIN_PORT, show_default=True)
 @click.option("--readiness-port", type=PORT, default=READINESS_PORT, show_default=True)
+@click.option("--metrics-port", type=PORT, default=METRICS_PORT, show_default=True,
+              help="Prometheus /metrics (and /stats/prometheus), on every address.")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Count traffic per workload pair and serve the metrics.")
+@click.option("--access-log", default="stderr", show_default=True, metavar="stderr|off|PATH",
+              help="One JSON line per connection, to stderr, to a file (appended), or off.")
 @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
               show_default=True, help="Seconds to connect upstream.")
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
               show_default=True)
 def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
-          pod_netns_template: str, bpffs_dir: Path | None, admin_port: int, readiness_port: int, connect_timeout: float,
-          log_level: str) -> None:
+          pod_netns_template: str, bpffs_dir: Path | None, admin_port: int, readiness_port: int,
+          metrics_port: int, metrics: bool, access_log: str, connect_timeout: float, log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
     import uvloop
 
@@ -206,5 +240,6 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     _raise_file_limit()
     root_pem, token = read_credentials(controller_ca, token_file)
     agent = Agent(node, controller, cgroup, pod_netns_template, bpffs_dir or BPFFS_ROOT / node,
-                  admin_port, readiness_port, connect_timeout, root_pem, token)
+                  admin_port, readiness_port, connect_timeout, root_pem, token,
+                  Telemetry(metrics, metrics_port, access_log))
     uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

@@ -42,6 +42,11 @@ class Buckets:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def add(self, other: "Buckets") -> None:
+        """Merge ``other`` (same bounds) into this one: a coarser label set's histogram."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        self.sum += other.sum
+
     def cumulative(self) -> list[tuple[str, float]]:
         """Prometheus' ``le`` buckets: counts of observations at or below each bound."""
         out, total = [], 0

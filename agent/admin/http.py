@@ -1,4 +1,4 @@
-"""A small JSON HTTP server for the agent's admin API and readiness (``views`` says what they show).
+"""A small HTTP server for the agent's admin API, readiness and metrics (``views`` says what they show).
 
 Served by the standard library on threads, away from the proxy's loop; each request runs its
 view on the loop (``run_coroutine_threadsafe``), so what it returns is consistent.
@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Awaitable, Callable
@@ -19,6 +20,14 @@ from nodemesh.errors import CannotListen
 log = logging.getLogger(__name__)
 
 Route = Callable[[], Awaitable[tuple[int, object]]]
+
+
+@dataclass(frozen=True)
+class Text:
+    """A body that is not JSON (the Prometheus exposition format)."""
+
+    body: bytes
+    content_type: str
 
 
 def _json(body: object) -> bytes:
@@ -36,11 +45,14 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = HTTPStatus.NOT_FOUND, {"error": f"no such endpoint; try {sorted(self.routes)}"}
             else:
                 status, body = asyncio.run_coroutine_threadsafe(route(), self.loop).result(timeout=5)
-            data = _json(body)  # here: an answer that is not JSON is the view's error too, not a dropped connection
+            if isinstance(body, Text):
+                data, content_type = body.body, body.content_type
+            else:  # here: an answer that is not JSON is the view's error too, not a dropped connection
+                data, content_type = _json(body), "application/json"
         except Exception as e:
-            status, data = HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": repr(e)})
+            status, data, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": repr(e)}), "application/json"
         self.send_response(status)
-        self.send_header("content-type", "application/json")
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -50,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpEndpoint:
-    """A small JSON HTTP server on a thread."""
+    """A small HTTP server on a thread, whose routes run on the loop."""
 
     def __init__(self, host: str, port: int, routes: dict[str, Route], loop: asyncio.AbstractEventLoop) -> None:
         handler = type("Handler", (_Handler,), {"routes": routes, "loop": loop})

@@ -8,6 +8,8 @@ returns is one consistent moment.
   GET /tunnels       live HBONE connections, both ways
   GET /certs         workload certificates and their renewal
   GET /healthz/ready 200 when ready, 503 with the reason otherwise (readiness port)
+  GET /metrics       Prometheus metrics (metrics port; also at Istio's /stats/prometheus):
+                     collected on the loop too, so counters and gauges agree with each other
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
 
-from nodemesh.agent.admin.http import Route
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from nodemesh.agent.admin.http import Route, Text
 from nodemesh.agent.controlplane.subscription import ConfigClient
 from nodemesh.agent.ebpf.capture import PlaintextCapture
 from nodemesh.agent.ebpf.steering import Steering
@@ -45,6 +49,7 @@ class AgentParts:
     proxy: NodeProxy
     config: ConfigClient
     health: Health
+    registry: CollectorRegistry | None  # None: metrics are off
 
 
 class AdminViews:
@@ -58,23 +63,35 @@ class AdminViews:
     def readiness_routes(self) -> dict[str, Route]:
         return {"/healthz/ready": self.ready}
 
-    async def ready(self) -> Response:
+    def metrics_routes(self) -> dict[str, Route]:
+        """Empty when metrics are off."""
+        if self.parts.registry is None:
+            return {}
+        return {"/metrics": self.metrics, "/stats/prometheus": self.metrics}
+
+    def readiness(self) -> dict[str, object]:
+        """Whether the agent is ready (``ready``), and if not, why."""
         p = self.parts
         view = p.view()
         if view is None:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no config from the controller yet"}
+            return {"ready": False, "reason": "no config from the controller yet"}
         problems = p.health.problems()
         if problems:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "background work is failing",
-                                                    "failing": problems}
+            return {"ready": False, "reason": "background work is failing", "failing": problems}
         if p.enroller.pending:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "pods not enrolled",
-                                                    "pending": p.enroller.pending}
+            return {"ready": False, "reason": "pods not enrolled", "pending": p.enroller.pending}
         uncertified = [c.workload.ref for c in p.certs.certs.values() if not p.certs.has_valid(c.workload.uid)]
         if uncertified:
-            return HTTPStatus.SERVICE_UNAVAILABLE, {"ready": False, "reason": "no workload certificate yet",
-                                                    "pods": uncertified}
-        return HTTPStatus.OK, {"ready": True, "version": view.version}
+            return {"ready": False, "reason": "no workload certificate yet", "pods": uncertified}
+        return {"ready": True, "version": view.version}
+
+    async def ready(self) -> Response:
+        body = self.readiness()
+        return (HTTPStatus.OK if body["ready"] else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    async def metrics(self) -> Response:
+        assert self.parts.registry is not None
+        return HTTPStatus.OK, Text(generate_latest(self.parts.registry), CONTENT_TYPE_LATEST)
 
     async def config_dump(self) -> Response:
         p = self.parts

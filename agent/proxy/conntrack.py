@@ -1,7 +1,9 @@
 """Connections the proxy handles: those in flight, and totals since start.
 
-The admin API and tests read this to see what went through the agent. Each connection costs
-one object and two dict operations, nothing per byte (byte counts live on the pipes).
+The admin API, the metrics and tests read this to see what went through the agent. Each
+connection costs one object, a few dict operations and, with metrics on, one label tuple
+(``traffic``); nothing per byte (byte counts live on the pipes). Observers (the access log, the
+span exporter) are called once per connection, when it ends.
 
 Every total is keyed by something the mesh model bounds (a direction, an outcome name, a
 workload), never by an address from outside the mesh: connections passed through to such
@@ -15,8 +17,12 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
+from nodemesh.agent.proxy import traffic
 from nodemesh.agent.proxy.relay import Pipe
+from nodemesh.agent.proxy.traffic import Traffic
+from nodemesh.model import Workload
 
 OUTBOUND = "outbound"
 INBOUND = "inbound"
@@ -37,13 +43,39 @@ class Connection:
     # "hbone" (mutual TLS between nodes), "local" (both pods on this node), "direct" (not
     # meshed), "plaintext" (captured from outside the mesh)
     via: str = ""
-    # Istio's label: "mutual_tls" (hbone), or "none" (plaintext on the wire); "" not said
+    # Istio's label: "mutual_tls" (hbone, and local: both identities checked, nothing crosses a
+    # link in the clear), or "none" (plaintext from outside the mesh, or to it); "" not said
     connection_security_policy: str = ""
     source_identity: str = ""  # SPIFFE ids: from certificates (hbone) or the mesh model (local)
     destination_identity: str = ""
+    # The two sides as the mesh model knows them (None: outside the mesh), and the service the
+    # client asked for ("namespace/name", "" if it dialled an address): telemetry's labels.
+    source_workload: Workload | None = None
+    destination_workload: Workload | None = None
+    service: str = ""
     started: float = field(default_factory=time.time)
+    opened_at: float = field(default_factory=time.monotonic)
+    connect_seconds: float = 0.0  # from accept to the upstream's answer, once established
+    ended: float = 0.0  # time.time() once closed or failed
+    outcome: str = ""  # "ok" once established, or why it failed
+    failure: str = ""  # the failure's detail, for the access log
+    # W3C trace context: this side's span, and the other side's (0: none), for traces
+    trace_id: int = 0
+    span_id: int = 0
+    parent_span_id: int = 0
     down: Pipe | None = None
     up: Pipe | None = None
+    totals: traffic.Totals | None = None  # its label set's, once established (metrics on)
+
+    @property
+    def received(self) -> int:
+        """Bytes from the client so far."""
+        return self.down.received if self.down else 0
+
+    @property
+    def sent(self) -> int:
+        """Bytes from the upstream so far, that is toward the client."""
+        return self.up.received if self.up else 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -57,14 +89,21 @@ class Connection:
             "connection_security_policy": self.connection_security_policy,
             "source_identity": self.source_identity,
             "destination_identity": self.destination_identity,
+            "service": self.service,
             "age_seconds": round(time.time() - self.started, 3),
-            "bytes_from_downstream": self.down.received if self.down else 0,
-            "bytes_from_upstream": self.up.received if self.up else 0,
+            "bytes_from_downstream": self.received,
+            "bytes_from_upstream": self.sent,
         }
 
 
+Observer = Callable[[Connection], None]
+
+
 class ConnectionTable:
-    def __init__(self) -> None:
+    def __init__(self, metrics: bool = True) -> None:
+        """``metrics``: keep ``traffic`` (per label set totals); off, only the counts below."""
+        self.traffic = Traffic() if metrics else None
+        self.observers: list[Observer] = []  # called with each connection once it ended
         self._ids = itertools.count(1)
         self.in_flight: dict[int, Connection] = {}
         # (direction, outcome) -> count; outcome is "ok" or a short failure reason
@@ -82,18 +121,56 @@ class ConnectionTable:
         """Count a connection refused before it had a table entry (not steered, bad TLS peer)."""
         self.totals[(direction, outcome)] += 1
 
-    def failed(self, conn: Connection, reason: str) -> None:
-        if self.in_flight.pop(conn.id, None) is not None:
-            self.totals[(conn.direction, reason)] += 1
+    def failed(self, conn: Connection, reason: str, detail: object = "") -> None:
+        if self.in_flight.pop(conn.id, None) is None:
+            return
+        self.totals[(conn.direction, reason)] += 1
+        conn.outcome, conn.failure, conn.ended = reason, str(detail), time.time()
+        if self.traffic is not None:
+            totals = self.traffic.entry(self._key(conn, traffic.response_flag(reason)))
+            totals.opened += 1
+            totals.failed += 1
+            totals.closed += 1
+            totals.received += conn.received
+            totals.sent += conn.sent
+            totals.duration.observe(conn.ended - conn.started)
+        for observer in self.observers:
+            observer(conn)
 
     def established(self, conn: Connection) -> None:
         self.totals[(conn.direction, "ok")] += 1
         self.by_destination[(conn.direction, conn.destination)] += 1
+        conn.outcome = "ok"
+        conn.connect_seconds = time.monotonic() - conn.opened_at
+        if self.traffic is not None:
+            conn.totals = self.traffic.entry(self._key(conn, traffic.OK_FLAG))
+            conn.totals.opened += 1
+            self.traffic.connected((traffic.REPORTER[conn.direction], traffic.service_labels(conn.service)[0],
+                                    conn.via), conn.connect_seconds)
 
     def closed(self, conn: Connection) -> None:
-        if self.in_flight.pop(conn.id, None) is not None:
-            self.bytes[f"{conn.direction}_from_downstream"] += conn.down.received if conn.down else 0
-            self.bytes[f"{conn.direction}_from_upstream"] += conn.up.received if conn.up else 0
+        if self.in_flight.pop(conn.id, None) is None:
+            return
+        received, sent = conn.received, conn.sent
+        conn.ended = time.time()
+        self.bytes[f"{conn.direction}_from_downstream"] += received
+        self.bytes[f"{conn.direction}_from_upstream"] += sent
+        totals = conn.totals
+        if totals is not None:
+            totals.closed += 1
+            totals.received += received
+            totals.sent += sent
+            totals.duration.observe(conn.ended - conn.started)
+        for observer in self.observers:
+            observer(conn)
+
+    @staticmethod
+    def _key(conn: Connection, flag: str) -> traffic.Key:
+        return (traffic.REPORTER[conn.direction],
+                *traffic.peer_labels(conn.source_workload, conn.source_identity),
+                *traffic.peer_labels(conn.destination_workload, conn.destination_identity),
+                *traffic.service_labels(conn.service), traffic.PROTOCOL, flag,
+                conn.connection_security_policy or traffic.UNKNOWN)
 
     def snapshot(self) -> dict[str, object]:
         return {

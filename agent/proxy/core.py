@@ -97,6 +97,7 @@ class ProxyCore:
         identities: Identities,
         connect_timeout: float = 5.0,
         authorize: Authorize = allow_all,
+        metrics: bool = True,
     ) -> None:
         self.view = view
         self.original_dst = original_dst
@@ -106,7 +107,7 @@ class ProxyCore:
         self.connect_timeout = connect_timeout
         self.authorize = authorize
         self.router = Router()
-        self.table = ConnectionTable()
+        self.table = ConnectionTable(metrics)
         # This node's served pods by IP: traffic between two of them takes the same-node path,
         # without TLS. Only ``NodeProxy`` changes it, through serve/unserve.
         self._pods: dict[str, PodNetns] = {}
@@ -167,5 +168,5 @@ class ProxyCore:
     def fail(self, conn: Connection, downstream: asyncio.Transport, reason: str, detail: object) -> None:
         """Give up on a connection: count why, log it, reset the client so it knows at once."""
         log.info("%s %s -> %s failed: %s: %s", conn.direction, conn.source, conn.original_dst, reason, detail)
-        self.table.failed(conn, reason)
+        self.table.failed(conn, reason, detail)
         relay.reset(downstream)

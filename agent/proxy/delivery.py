@@ -18,6 +18,7 @@ import socket
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
 from nodemesh.agent.proxy.core import Accepted, ProxyCore
+from nodemesh.agent.proxy.hbone.client import SERVICE_HEADER
 from nodemesh.agent.proxy.hbone.server import STATUS_DENIED, STATUS_UNAVAILABLE, ServerTunnel
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
 from nodemesh.model import Workload
@@ -83,7 +84,8 @@ class HboneAcceptor:
         self.proxy.table.refused(INBOUND, outcome)
         log.info("inbound HBONE to %s refused (%s): %s", self.pod.workload.ref, outcome, detail)
 
-    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
+    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int,
+               headers: dict[bytes, bytes]) -> None:
         peer_ip = _peer_ip(tunnel)
         source = self._source(peer_ip)
         workload = self.pod.workload
@@ -95,6 +97,11 @@ class HboneAcceptor:
         conn.connection_security_policy = "mutual_tls"
         conn.source_identity = tunnel.source_identity
         conn.destination_identity = workload.identity
+        conn.source_workload, conn.destination_workload = source, workload
+        view = self.proxy.view()
+        if view is not None:
+            claimed = headers.get(SERVICE_HEADER)
+            conn.service = view.inbound_service(workload, None if claimed is None else claimed.decode(errors="replace"))
         stream.connect(AcceptedStream(self.proxy, self.pod, conn, peer_ip, port))
 
     def _source(self, peer_ip: str) -> Workload | None:
@@ -135,7 +142,7 @@ class AcceptedStream(Accepted):
             raise
         except Refused as e:
             log.info("inbound %s -> %s: %s", conn.source_identity, conn.upstream, e)
-            self.proxy.table.failed(conn, e.outcome)
+            self.proxy.table.failed(conn, e.outcome, e)
             stream.respond(e.status)
             return
         stream.respond(STATUS_OK)

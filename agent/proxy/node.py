@@ -42,8 +42,9 @@ class PodListeners:
 
 class NodeProxy:
     def __init__(self, view: Callable[[], View | None], original_dst: OriginalDst, identities: Identities,
-                 connect_timeout: float = 5.0, authorize: Authorize = allow_all) -> None:
-        self.core = ProxyCore(view, original_dst, identities, connect_timeout, authorize)
+                 connect_timeout: float = 5.0, authorize: Authorize = allow_all, metrics: bool = True) -> None:
+        """``metrics``: count traffic per label set for the metrics (off: only the admin API's totals)."""
+        self.core = ProxyCore(view, original_dst, identities, connect_timeout, authorize, metrics)
 
     async def serve_pod(self, pod: PodNetns) -> PodListeners:
         """Open the pod's listeners inside its namespace and serve them.

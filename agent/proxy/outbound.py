@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from nodemesh.agent.proxy.conntrack import OUTBOUND, Connection
-from nodemesh.agent.proxy.hbone.client import TunnelError
+from nodemesh.agent.proxy.hbone.client import SERVICE_HEADER, TunnelError
 from nodemesh.agent.proxy.core import PodAccepted
 from nodemesh.agent.proxy.delivery import Refused, connect_app
 from nodemesh.agent.proxy.relay import reset
@@ -35,6 +35,7 @@ class OutboundAccept(PodAccepted):
             reset(transport)
             return
         conn = self.proxy.table.open(OUTBOUND, self.pod.workload.ref, f"{original[0]}:{original[1]}")
+        conn.source_workload, conn.source_identity = self.pod.workload, self.pod.workload.identity
         self.task = asyncio.get_running_loop().create_task(forward(self, conn, original))
 
 
@@ -47,19 +48,21 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
         target = proxy.router.route(view, *original)
         conn.destination = target.name
         conn.upstream = f"{target.host}:{target.port}"
-        conn.source_identity = pod.workload.identity
+        conn.destination_workload, conn.service = target.workload, target.service
         if target.meshed:
             assert target.workload is not None
             conn.destination_identity = target.workload.identity
             local = proxy.local_pod(target.host)
+            conn.connection_security_policy = "mutual_tls"
             if local is not None:
-                conn.via, conn.connection_security_policy = "local", "none"
+                conn.via = "local"
                 for workload in (pod.workload, local.workload):  # as the TLS handshake would
                     proxy.identities.require_valid(workload.uid)
                 upstream = await connect_app(proxy, local, pod.workload.identity, pod.workload.ip, target.port)
             else:
-                conn.via, conn.connection_security_policy = "hbone", "mutual_tls"
-                upstream = await proxy.pool.open(pod, target.workload, target.port)
+                conn.via = "hbone"
+                upstream = await proxy.pool.open(pod, target.workload, target.port,
+                                                 [(SERVICE_HEADER, target.service.encode())])
         else:
             conn.via, conn.connection_security_policy = "direct", "none"
             upstream = await pod.connect(target.host, target.port, proxy.connect_timeout)

@@ -49,6 +49,11 @@ class PlaintextAccept(PodAccepted):
         conn.upstream = conn.original_dst
         conn.via = "plaintext"
         conn.connection_security_policy = "none"
+        conn.destination_workload = workload
+        view = self.proxy.view()
+        if view is not None:  # a pod outside the mesh is known to the model; the internet is not
+            conn.source_workload = view.by_ip.get(peer[0])
+            conn.service = view.inbound_service(workload, None)
         refused = refusal(workload.mtls_mode, local[1])
         if refused is not None:
             self.proxy.fail(conn, self.transport, *refused)  # type: ignore[arg-type]

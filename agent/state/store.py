@@ -27,6 +27,7 @@ class View:
     trust_bundle: bytes = b""  # PEM roots workload certificates chain to
     by_ip: dict[str, Workload] = field(default_factory=dict)
     by_vip: dict[str, Service] = field(default_factory=dict)
+    services_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # workload uid -> its services
 
     @classmethod
     def build(cls, version: int, model: MeshModel, trust_bundle: bytes = b"") -> "View":
@@ -48,7 +49,25 @@ class View:
             if s.vip in by_ip:
                 raise Rejected(f"service {s.key} VIP {s.vip} is also the IP of pod {by_ip[s.vip].ref}")
             by_vip[s.vip] = s
-        return cls(version=version, model=model, trust_bundle=trust_bundle, by_ip=by_ip, by_vip=by_vip)
+        services_of: dict[str, list[str]] = {}
+        for s in model.services.values():
+            for uid in s.endpoints:
+                services_of.setdefault(uid, []).append(s.key)
+        return cls(version=version, model=model, trust_bundle=trust_bundle, by_ip=by_ip, by_vip=by_vip,
+                   services_of={uid: tuple(keys) for uid, keys in services_of.items()})
+
+    def inbound_service(self, workload: Workload, claimed: str | None) -> str:
+        """The service a connection into ``workload`` was made to, for telemetry.
+
+        ``claimed`` is what the client's agent said (None: nothing said, e.g. plaintext): kept
+        when the workload is one of that service's endpoints ("" means the client dialled the
+        pod itself), so that both agents report the same service; with nothing said, the
+        workload's only service if it has exactly one. "" when unknown.
+        """
+        services = self.services_of.get(workload.uid, ())
+        if claimed is not None:
+            return claimed if claimed in services else ""
+        return services[0] if len(services) == 1 else ""
 
     def endpoints(self, service: Service) -> list[Workload]:
         """The service's endpoints that this agent knows, in the controller's order."""

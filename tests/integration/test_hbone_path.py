@@ -311,7 +311,7 @@ def test_same_node_traffic_skips_tls_but_keeps_identity_and_policy() -> None:
         assert await reader.readexactly(5) == b"local"
         [conn] = c.a.proxy.core.table.snapshot()["in_flight"]
         assert (conn["via"], conn["connection_security_policy"], conn["source_identity"],
-                conn["destination_identity"]) == ("local", "none", CLIENT.identity, LOCAL.identity)
+                conn["destination_identity"]) == ("local", "mutual_tls", CLIENT.identity, LOCAL.identity)
         writer.close()
         assert asked == [(CLIENT.identity, CLIENT.ip, "shop/local", APP_PORT)]
         assert c.a.pool.handshakes == 0 and c.a.pool.snapshot()["tunnels"] == []

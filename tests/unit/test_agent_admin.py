@@ -171,7 +171,7 @@ def parts(current: View | None = None, health: Health | None = None, enroller: E
         certs=certs or Certs(),  # type: ignore[arg-type]
         proxy=proxy,  # type: ignore[arg-type]
         config=SimpleNamespace(status=lambda: {"connected": True, "connects": 1}),  # type: ignore[arg-type]
-        health=health or Health())
+        health=health or Health(), registry=None)
 
 
 def failing() -> Health:

@@ -94,7 +94,7 @@ class Acceptor:
     def refused(self, outcome: str, detail: str) -> None:
         self.refusals.append(outcome)
 
-    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
+    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int, headers: dict[bytes, bytes]) -> None:
         stream.respond(self.status)
         if self.status == 200:
             protocol = self.make()

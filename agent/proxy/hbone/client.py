@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Callable
+from typing import Callable, Sequence
 
 import h2.events
 
@@ -19,6 +19,10 @@ from nodemesh.agent.proxy.hbone.tunnel import TUNED, Tunnel, Windows
 from nodemesh.identity import Identity, IdentityError
 
 STATUS_OK = 200
+# The service the client dialled ("namespace/name", empty for a pod's own address), so that the
+# destination's agent reports the same service; it checks the claim against its model.
+SERVICE_HEADER = b"nodemesh-service"
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 class TunnelError(Exception):
@@ -81,10 +85,10 @@ class ClientTunnel(Tunnel):
             self.transport.abort()
         self._on_change(self)
 
-    def open_stream(self, authority: str) -> StreamTransport:
-        """Send ``CONNECT authority``; the stream's ``response`` gets the status."""
+    def open_stream(self, authority: str, headers: Headers = ()) -> StreamTransport:
+        """Send ``CONNECT authority`` with ``headers``; the stream's ``response`` gets the status."""
         stream_id = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(stream_id, [(b":method", b"CONNECT"), (b":authority", authority.encode())])
+        self.h2.send_headers(stream_id, [(b":method", b"CONNECT"), (b":authority", authority.encode()), *headers])
         stream = StreamTransport(self, stream_id)
         stream.response = asyncio.get_running_loop().create_future()
         self.add_stream(stream)

@@ -31,7 +31,7 @@ from h2.errors import ErrorCodes
 
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.ports import HBONE_PORT
-from nodemesh.agent.proxy.hbone.client import STATUS_OK, ClientTunnel, TunnelError
+from nodemesh.agent.proxy.hbone.client import STATUS_OK, ClientTunnel, Headers, TunnelError
 from nodemesh.agent.proxy.hbone.stream import StreamReset, StreamTransport
 from nodemesh.agent.tls.contexts import Identities, NoCertificate
 from nodemesh.agent.proxy.hbone.tunnel import MAX_CONCURRENT_STREAMS
@@ -57,8 +57,9 @@ class TunnelPool:
         self._total = 0
         self._waiters: list[asyncio.Future[None]] = []
 
-    async def open(self, source: PodNetns, target: Workload, port: int) -> StreamTransport:
-        """A CONNECT stream from ``source`` to ``target``'s ``port``, answered 200, reading paused.
+    async def open(self, source: PodNetns, target: Workload, port: int, headers: Headers = ()) -> StreamTransport:
+        """A CONNECT stream from ``source`` to ``target``'s ``port`` (sending ``headers`` too),
+        answered 200, reading paused.
 
         Raises ``TunnelError`` with the outcome to count: no_certificate, identity_mismatch,
         upstream_<status>, upstream_timeout, upstream_refused, tls_handshake_failed, tunnel_lost,
@@ -72,7 +73,7 @@ class TunnelPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 tunnel = await self._reserve(key, ctx, source, target)
-                stream = tunnel.open_stream(f"{target.ip}:{port}")
+                stream = tunnel.open_stream(f"{target.ip}:{port}", headers)
                 try:
                     status = await stream.response  # type: ignore[misc]
                 except BaseException:

@@ -57,8 +57,10 @@ class Acceptor(Protocol):
     def opened(self, tunnel: ServerTunnel) -> None: ...
     def closed(self, tunnel: ServerTunnel) -> None: ...
     def refused(self, outcome: str, detail: str) -> None: ...
-    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int) -> None:
-        """Answer (``stream.respond``) and relay; reading is paused until then."""
+    def stream(self, tunnel: ServerTunnel, stream: StreamTransport, port: int,
+               headers: dict[bytes, bytes]) -> None:
+        """Answer (``stream.respond``) and relay; reading is paused until then. ``headers`` are
+        the request's (the client's agent may say more than the authority)."""
         ...
 
 
@@ -117,7 +119,7 @@ class ServerTunnel(Tunnel):
         if host != self.acceptor.pod_ip:
             self._refuse(stream, f"CONNECT to {host} reached pod {self.acceptor.pod_ip}")
             return
-        self.acceptor.stream(self, stream, port)
+        self.acceptor.stream(self, stream, port, headers)
 
     def _refuse(self, stream: StreamTransport, why: str) -> None:
         self.acceptor.refused(f"refused_{STATUS_BAD_REQUEST}", f"{self.source_identity} from {self.peer()}: {why}")

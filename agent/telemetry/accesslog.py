@@ -30,6 +30,7 @@ from nodemesh.errors import UserError
 from nodemesh.model import Workload
 
 QUEUE_SIZE = 10_000
+CLOSE_TIMEOUT = 5.0
 STDERR = "stderr"
 OFF = "off"
 
@@ -91,6 +92,20 @@ class _Enqueue(logging.handlers.QueueHandler):
             self.log.dropped += 1
 
 
+class _Writer(logging.handlers.QueueListener):
+    """The writer's thread. Stopping waits for room for its end marker (a full queue is written
+    out first), for a bounded time: a writer stuck for good loses what it still holds."""
+
+    def stop(self) -> None:
+        try:
+            self.queue.put(self._sentinel, timeout=CLOSE_TIMEOUT)
+        except queue.Full:
+            return
+        if self._thread is not None:
+            self._thread.join(CLOSE_TIMEOUT)
+            self._thread = None
+
+
 class _Json(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = record.msg
@@ -117,7 +132,7 @@ class AccessLog:
         q: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_SIZE)
         self._logger = logging.Logger("nodemesh.access")  # its own: never the root's handlers
         self._logger.addHandler(_Enqueue(q, self))
-        self._listener = logging.handlers.QueueListener(q, handler)
+        self._listener = _Writer(q, handler)
         self._handler = handler
         self._listener.start()
 

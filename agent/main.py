@@ -98,6 +98,8 @@ class Agent:
             if telemetry.metrics:
                 registry = new_registry("agent")
                 registry.register(TrafficCollector(table))
+                if access_log is not None:
+                    registry.register(access_log)
             capture = PlaintextCapture(self.bpffs_dir)
             self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
             self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)

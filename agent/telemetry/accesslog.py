@@ -23,6 +23,9 @@ import queue
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
+
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from nodemesh.agent.proxy.conntrack import Connection
 from nodemesh.agent.proxy.traffic import OK_FLAG, response_flag
@@ -115,7 +118,8 @@ class _Json(logging.Formatter):
 
 
 class AccessLog:
-    """An observer of the connection table that logs each connection once it ended."""
+    """An observer of the connection table that logs each connection once it ended; a
+    collector of its own dropped lines."""
 
     def __init__(self, target: str) -> None:
         """``target``: "stderr", or a file path to append to."""
@@ -140,6 +144,10 @@ class AccessLog:
         # The connection itself goes on the queue: it is done changing (ended), and reading its
         # fields into a line is left to the writer's thread too.
         self._logger.info(conn)
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily("nodemesh_access_log_dropped", "Access log lines dropped: the writer "
+                                  "fell behind by a whole queue.", value=self.dropped)
 
     def close(self) -> None:
         """Write what is queued, then stop."""

@@ -39,6 +39,7 @@ class Telemetry:
     metrics: bool = True
     metrics_port: int = METRICS_PORT
     access_log: str = "stderr"  # "stderr", "off" or a file path
+    otlp_endpoint: str = ""  # HOST:PORT of an OTLP/gRPC collector; "" exports no spans
 
 
 class Agent:
@@ -71,6 +72,8 @@ class Agent:
         from nodemesh.agent.proxy.node import NodeProxy
         from nodemesh.agent.supervision import Supervisor
         from nodemesh.agent.telemetry.accesslog import OFF, AccessLog
+        from nodemesh.agent.telemetry.spans import Tracer
+        from nodemesh.agent.telemetry.tracing import SpanExporter
         from nodemesh.agent.telemetry.traffic import TrafficCollector
         from nodemesh.metrics import new_registry
 
@@ -88,9 +91,13 @@ class Agent:
         table = self.proxy.core.table
         self.steering = Steering(self.cgroup)
         capture = None
-        access_log = None
+        access_log = spans = None
         endpoints: list[HttpEndpoint] = []
         try:
+            if telemetry.otlp_endpoint:
+                spans = SpanExporter(telemetry.otlp_endpoint, self.node)
+                table.observers.append(Tracer(spans))
+                self.proxy.core.tracing = True
             if telemetry.access_log != OFF:
                 access_log = AccessLog(telemetry.access_log)
                 table.observers.append(access_log)
@@ -131,6 +138,8 @@ class Agent:
                 endpoint.stop()
             if access_log is not None:
                 access_log.close()  # after the proxy: the connections it closed are logged too
+            if spans is not None:
+                spans.close()
         log.info("agent stopped")
 
     async def _apply(self, update: pb.ConfigUpdate) -> str | None:
@@ -198,6 +207,13 @@ def _check_netns_template(value: str) -> None:
     check_netns_template(value)
 
 
+def _check_otlp_endpoint(value: str) -> None:
+    from nodemesh.agent.telemetry.tracing import check_endpoint  # loads the SDK: not for --help
+
+    if value:
+        check_endpoint(value)
+
+
 PORT = click.IntRange(1, 65535)
 
 
@@ -224,13 +240,16 @@ PORT = click.IntRange(1, 65535)
               help="Count traffic per workload pair and serve the metrics.")
 @click.option("--access-log", default="stderr", show_default=True, metavar="stderr|off|PATH",
               help="One JSON line per connection, to stderr, to a file (appended), or off.")
+@click.option("--otlp-endpoint", default="", metavar="HOST:PORT", callback=checked_by(_check_otlp_endpoint),
+              help="OTLP/gRPC collector to export one span per connection to (default: none).")
 @click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
               show_default=True, help="Seconds to connect upstream.")
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
               show_default=True)
 def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
           pod_netns_template: str, bpffs_dir: Path | None, admin_port: int, readiness_port: int,
-          metrics_port: int, metrics: bool, access_log: str, connect_timeout: float, log_level: str) -> None:
+          metrics_port: int, metrics: bool, access_log: str, otlp_endpoint: str, connect_timeout: float,
+          log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
     import uvloop
 
@@ -243,5 +262,5 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     root_pem, token = read_credentials(controller_ca, token_file)
     agent = Agent(node, controller, cgroup, pod_netns_template, bpffs_dir or BPFFS_ROOT / node,
                   admin_port, readiness_port, connect_timeout, root_pem, token,
-                  Telemetry(metrics, metrics_port, access_log))
+                  Telemetry(metrics, metrics_port, access_log, otlp_endpoint))
     uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

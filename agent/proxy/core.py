@@ -106,6 +106,8 @@ class ProxyCore:
         self.server_tunnels = ServerTunnels()  # inbound ones, on the pods' 15008 listeners
         self.connect_timeout = connect_timeout
         self.authorize = authorize
+        # Whether this agent exports spans: the traceparent it sends says "sampled" then.
+        self.tracing = False
         self.router = Router()
         self.table = ConnectionTable(metrics)
         # This node's served pods by IP: traffic between two of them takes the same-node path,

@@ -21,6 +21,7 @@ from nodemesh.agent.proxy.core import Accepted, ProxyCore
 from nodemesh.agent.proxy.hbone.client import SERVICE_HEADER
 from nodemesh.agent.proxy.hbone.server import STATUS_DENIED, STATUS_UNAVAILABLE, ServerTunnel
 from nodemesh.agent.proxy.hbone.stream import StreamTransport
+from nodemesh.agent.proxy.tracecontext import TRACEPARENT_HEADER, new_ids, parse_traceparent
 from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,10 @@ class HboneAcceptor:
         conn.source_identity = tunnel.source_identity
         conn.destination_identity = workload.identity
         conn.source_workload, conn.destination_workload = source, workload
+        parent = parse_traceparent(headers.get(TRACEPARENT_HEADER, b""))
+        conn.trace_id, conn.span_id = new_ids()
+        if parent is not None:  # the source agent's span: this one is its child
+            conn.trace_id, conn.parent_span_id = parent.trace_id, parent.span_id
         view = self.proxy.view()
         if view is not None:
             claimed = headers.get(SERVICE_HEADER)

@@ -18,6 +18,7 @@ from nodemesh.agent.proxy.core import PodAccepted
 from nodemesh.agent.proxy.delivery import Refused, connect_app
 from nodemesh.agent.proxy.relay import reset
 from nodemesh.agent.proxy.route import NoRoute
+from nodemesh.agent.proxy.tracecontext import TRACEPARENT_HEADER, format_traceparent, new_ids
 from nodemesh.agent.tls.contexts import NoCertificate
 
 
@@ -36,6 +37,7 @@ class OutboundAccept(PodAccepted):
             return
         conn = self.proxy.table.open(OUTBOUND, self.pod.workload.ref, f"{original[0]}:{original[1]}")
         conn.source_workload, conn.source_identity = self.pod.workload, self.pod.workload.identity
+        conn.trace_id, conn.span_id = new_ids()  # the root of the connection's trace
         self.task = asyncio.get_running_loop().create_task(forward(self, conn, original))
 
 
@@ -61,8 +63,9 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
                 upstream = await connect_app(proxy, local, pod.workload.identity, pod.workload.ip, target.port)
             else:
                 conn.via = "hbone"
-                upstream = await proxy.pool.open(pod, target.workload, target.port,
-                                                 [(SERVICE_HEADER, target.service.encode())])
+                traceparent = format_traceparent(conn.trace_id, conn.span_id, proxy.tracing)
+                upstream = await proxy.pool.open(pod, target.workload, target.port, [
+                    (SERVICE_HEADER, target.service.encode()), (TRACEPARENT_HEADER, traceparent.encode())])
         else:
             conn.via, conn.connection_security_policy = "direct", "none"
             upstream = await pod.connect(target.host, target.port, proxy.connect_timeout)

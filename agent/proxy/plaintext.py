@@ -16,6 +16,7 @@ from nodemesh.agent.ports import PLAINTEXT_PORT
 from nodemesh.agent.proxy.conntrack import INBOUND, Connection
 from nodemesh.agent.proxy.core import PodAccepted
 from nodemesh.agent.proxy.delivery import Refused, connect_app
+from nodemesh.agent.proxy.tracecontext import new_ids
 from nodemesh.model import STRICT
 
 REFUSED_STRICT = "refused_plaintext"
@@ -50,6 +51,7 @@ class PlaintextAccept(PodAccepted):
         conn.via = "plaintext"
         conn.connection_security_policy = "none"
         conn.destination_workload = workload
+        conn.trace_id, conn.span_id = new_ids()  # no agent on the client's side: a trace of its own
         view = self.proxy.view()
         if view is not None:  # a pod outside the mesh is known to the model; the internet is not
             conn.source_workload = view.by_ip.get(peer[0])

@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
+TRACEPARENT_HEADER = b"traceparent"
 _SPAN_BITS = 64
 _SPAN_MASK = (1 << _SPAN_BITS) - 1
 

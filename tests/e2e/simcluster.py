@@ -143,6 +143,33 @@ class SimCluster:
     def admin(self, node: str, path: str) -> Any:
         return fetch(SimNames.netns_path(self.names.node_netns(node)), path)
 
+    def metrics_text(self, node: str, path: str = "/metrics") -> str:
+        """The agent's Prometheus exposition, fetched inside its node's namespace as Prometheus would."""
+        import http.client
+
+        from nodemesh.agent.ports import METRICS_PORT
+        from nodemesh.netns import Netns
+
+        with Netns(SimNames.netns_path(self.names.node_netns(node))) as ns:
+            sock = ns.socket()
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", METRICS_PORT))
+        conn = http.client.HTTPConnection("127.0.0.1", METRICS_PORT, timeout=10)
+        conn.sock = sock
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read().decode()
+        finally:
+            conn.close()
+        assert response.status == 200, (node, path, response.status, body[:200])
+        return body
+
+    def metrics(self, node: str) -> list[Any]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return list(text_string_to_metric_families(self.metrics_text(node)))
+
     def outbound_to(self, node: str, destination: str) -> int:
         return self._count(node, "outbound", destination)
 

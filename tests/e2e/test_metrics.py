@@ -30,7 +30,7 @@ CLUSTER = "".join([
     service("near", "near"),
     idle_pod("ghost", "node-b", "shop", app="ghost"),  # runs, but nothing listens on 8080
     service("ghost", "ghost"),
-    idle_pod("outsider", "node-a", "legacy"),
+    idle_pod("outsider", "node-b", "legacy"),  # on the server's node: its agent knows it by IP
 ])
 SHOP = "spiffe://cluster.local/ns/shop/sa"
 

@@ -473,3 +473,44 @@ def test_on_the_wire_cross_node_traffic_is_tls13_and_no_payload_shows() -> None:
         assert t["tls_version"] == "TLSv1.3"
 
     run(test)
+
+
+def test_each_side_exports_its_span_of_one_trace_to_a_real_otlp_receiver() -> None:
+    """The source's span id goes in the CONNECT's traceparent; the destination's span is its child."""
+    from otlp import Receiver  # tests/: a real OTLP/gRPC receiver
+
+    from nodemesh.agent.telemetry.spans import Tracer
+    from nodemesh.agent.telemetry.tracing import SpanExporter
+
+    with Receiver() as receiver:
+        async def test(c: Cluster) -> None:
+            exporters = []
+            for agent in (c.a, c.b):
+                exporter = SpanExporter(receiver.endpoint, agent.node)
+                exporters.append(exporter)
+                agent.proxy.core.table.observers.append(Tracer(exporter))
+                agent.proxy.core.tracing = True
+            await c.app(CATALOG)
+            await c.app(LOCAL)
+            assert await c.echo(CATALOG) == b"hello through the mesh"
+            assert await c.echo(LOCAL) == b"hello through the mesh"
+            await c.a.counted("outbound", "ok", 2)
+            await c.b.counted("inbound", "ok")
+            for exporter in exporters:
+                exporter.close()
+
+        run(test)
+        spans = receiver.wait_for_spans(4)
+    by_trace: dict[bytes, list] = {}
+    for s in spans:
+        by_trace.setdefault(s.span.trace_id, []).append(s)
+    assert len(by_trace) == 2 and all(len(pair) == 2 for pair in by_trace.values()), spans
+    for pair in by_trace.values():
+        source = next(s for s in pair if s.span.parent_span_id == b"")
+        destination = next(s for s in pair if s.span.parent_span_id == source.span.span_id)
+        assert (source.span.kind, destination.span.kind) == (3, 2)  # CLIENT, SERVER
+        assert source.resource["k8s.node.name"] == "node-a"
+    cross = next(pair for pair in by_trace.values() if any(s.resource["k8s.node.name"] == "node-b" for s in pair))
+    destination = next(s for s in cross if s.resource["k8s.node.name"] == "node-b")
+    assert (destination.attributes["source.principal"], destination.attributes["destination.workload"],
+            destination.attributes["nodemesh.via"]) == (CLIENT.identity, "shop/catalog", "hbone")

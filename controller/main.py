@@ -1,5 +1,6 @@
 """``nodemesh controller``: build the mesh model from a file, stream it to the agents and be
-their certificate authority, over TLS, for agents that present a node token."""
+their certificate authority, over TLS, for agents that present a node token; and tell
+Prometheus how that goes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from nodemesh.flags import checked_by, parsed_by
 
 DEFAULT_STATE_DIR = Path("/var/lib/nodemesh/controller")
 DEFAULT_LISTEN = "0.0.0.0:15012"
+DEFAULT_METRICS_LISTEN = "0.0.0.0:15014"
 EXIT_INVALID_CONFIG = 2
 
 log = logging.getLogger("nodemesh.controller")
@@ -38,6 +40,12 @@ def _check_listen(value: str) -> None:
     from nodemesh.controller.server import parse_listen  # loads gRPC: not for --help
 
     parse_listen(value)
+
+
+def _check_metrics_listen(value: str) -> None:
+    from nodemesh.controller.server import METRICS_PORT, parse_listen
+
+    parse_listen(value, METRICS_PORT)
 
 
 def _check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -80,6 +88,9 @@ class CaOptions:
 @click.option("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN, show_default=True,
               callback=checked_by(_check_listen),
               help="HOST:PORT for the agents' gRPC API, TLS (port 0: any free port).")
+@click.option("--metrics-listen", metavar="HOST:PORT", default=DEFAULT_METRICS_LISTEN,
+              show_default=True, callback=checked_by(_check_metrics_listen),
+              help="HOST:PORT for Prometheus: http://HOST:PORT/metrics (port 0: any free port).")
 @click.option("--node-tokens", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"<node>": "<sha256 hex of its join token>"}: the agents allowed in; '
                    "reloaded when it changes.")
@@ -100,9 +111,10 @@ class CaOptions:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False),
               default="info", show_default=True)
-def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
-               cert_lifetime: dt.timedelta, ca_cert: Path | None, ca_key: Path | None,
-               ca_bundle: Path | None, extra_trust_bundle: Path | None, log_level: str) -> None:
+def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
+               trust_domain: str, cert_lifetime: dt.timedelta, ca_cert: Path | None,
+               ca_key: Path | None, ca_bundle: Path | None, extra_trust_bundle: Path | None,
+               log_level: str) -> None:
     """Build the mesh model from FILE, stream it to the node agents and sign their workloads'
     certificates, over TLS, for agents with a node token."""
     ca = CaOptions(ca_cert, ca_key, ca_bundle, extra_trust_bundle, cert_lifetime)
@@ -113,7 +125,7 @@ def controller(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
 
     # Other refusals (ListenError, CaError, TokenFileError) are UserErrors as they are.
     try:
-        asyncio.run(_run(path, state_dir, listen, node_tokens, trust_domain, ca))
+        asyncio.run(_run(path, state_dir, listen, metrics_listen, node_tokens, trust_domain, ca))
     except Problems as exc:
         raise InvalidConfig(f"cannot start, {len(exc.errors)} problem(s):\n  "
                             + "\n  ".join(exc.errors)) from None
@@ -131,8 +143,8 @@ def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
     return store.self_signed(state_dir, extra)
 
 
-async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trust_domain: str,
-               ca: CaOptions) -> None:
+async def _run(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
+               trust_domain: str, ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
     from nodemesh.controller.nodeauth.tokens import NodeTokens
     from nodemesh.controller.server import serve
@@ -142,7 +154,7 @@ async def _run(path: Path, state_dir: Path, listen: str, node_tokens: Path, trus
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)
     source = FileSource(path, AddressStore(state_dir), trust_domain=trust_domain)
-    running = await serve(source, listen, authority, tokens, ca.lifetime)
+    running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

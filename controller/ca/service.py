@@ -1,7 +1,8 @@
 """CertificateAuthority.SignWorkload on grpc.aio: authenticate the node, apply the policy, issue.
 
 Every refusal is logged (WARNING, "refused ...") with the reason the caller gets, and every
-issuance (INFO) with identity, serial and expiry: the CA's log is its audit trail.
+issuance (INFO) with identity, serial and expiry: the CA's log is its audit trail. Both are
+counted too (``stats``), refusals by their reason, for the controller's metrics.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
-from nodemesh.controller.nodeauth.auth import authenticate
+from nodemesh.controller.ca.stats import CaStats
+from nodemesh.controller.nodeauth.auth import Unauthenticated, caller_node
 from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
+
+_STATUS = {Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+           NotPermitted: grpc.StatusCode.PERMISSION_DENIED,
+           BadRequest: grpc.StatusCode.INVALID_ARGUMENT}
 
 
 class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
@@ -33,21 +39,24 @@ class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
         self.authority = authority
         self.tokens = tokens
         self.lifetime = lifetime
+        self.stats = CaStats()
 
     async def SignWorkload(self, request: pb.SignRequest,
                            context: grpc.aio.ServicerContext) -> pb.SignResponse:
-        node = await authenticate(context, self.tokens)
+        node = None
         try:
+            node = caller_node(context.invocation_metadata(), self.tokens)
             approved = check_request(self.current_model(), node, request.workload_uid,
                                      request.csr_pem)
-        except (NotPermitted, BadRequest) as exc:
-            code = (grpc.StatusCode.PERMISSION_DENIED if isinstance(exc, NotPermitted)
-                    else grpc.StatusCode.INVALID_ARGUMENT)
-            log.warning("refused to sign for node %s (%s): %s", node, context.peer(), exc)
-            await context.abort(code, str(exc))
+        except (Unauthenticated, NotPermitted, BadRequest) as exc:
+            self.stats.count_refusal(exc.reason)
+            caller = f"node {node} ({context.peer()})" if node else context.peer()
+            log.warning("refused to sign for %s: %s", caller, exc)
+            await context.abort(_STATUS[type(exc)], str(exc))
         workload = approved.workload
         issued = self.authority.issue_workload(approved.csr.public_key(), workload.identity,
                                                self.lifetime)
+        self.stats.count_signed()
         log.info("issued a certificate for %s (workload %s on node %s): serial %x, not after %s",
                  workload.identity, workload.ref, node, issued.cert.serial_number,
                  issued.cert.not_valid_after_utc.isoformat())

@@ -7,6 +7,7 @@ The CSR must be well formed, signed by its key, and name exactly the workload's 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -15,12 +16,33 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from nodemesh.model import MESH_ENABLED, MESH_LABEL, MeshModel, Workload
 
 
-class NotPermitted(Exception):
+class Refusal(enum.Enum):
+    """Why a request was refused, in a word: the CA counts its refusals by it."""
+
+    UNKNOWN_WORKLOAD = "unknown_workload"
+    WRONG_NODE = "wrong_node"
+    NOT_MESHED = "not_meshed"
+    WRONG_IDENTITY = "wrong_identity"
+    BAD_CSR = "bad_csr"
+
+
+class Refused(Exception):
+    """The CA will not sign this; the message says why, for the agent and the CA's log."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotPermitted(Refused):
     """The caller may not have this certificate."""
 
 
-class BadRequest(Exception):
+class BadRequest(Refused):
     """The CSR is unusable, whoever asks."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Refusal.BAD_CSR, message)
 
 
 @dataclass(frozen=True)
@@ -33,14 +55,15 @@ def check_request(model: MeshModel, caller_node: str, uid: str, csr_pem: bytes) 
     """Approve signing ``csr_pem`` for workload ``uid`` on behalf of the agent of ``caller_node``."""
     workload = model.workloads.get(uid)
     if workload is None:
-        raise NotPermitted(f"workload {uid!r} is not in the mesh model (asked for by node "
-                           f"{caller_node})")
+        raise NotPermitted(Refusal.UNKNOWN_WORKLOAD, f"workload {uid!r} is not in the mesh model "
+                           f"(asked for by node {caller_node})")
     if workload.node != caller_node:
-        raise NotPermitted(f"workload {workload.ref} ({uid}) runs on node {workload.node}, not on "
-                           f"node {caller_node} that asked for its certificate")
+        raise NotPermitted(Refusal.WRONG_NODE, f"workload {workload.ref} ({uid}) runs on node "
+                           f"{workload.node}, not on node {caller_node} that asked for its certificate")
     if not workload.meshed:
-        raise NotPermitted(f"workload {workload.ref} on node {caller_node} is not meshed (its "
-                           f"namespace lacks {MESH_LABEL}={MESH_ENABLED}), so it has no certificate")
+        raise NotPermitted(Refusal.NOT_MESHED, f"workload {workload.ref} on node {caller_node} is not "
+                           f"meshed (its namespace lacks {MESH_LABEL}={MESH_ENABLED}), so it has no "
+                           "certificate")
     csr = _parse(csr_pem, workload)
     try:
         sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -51,8 +74,9 @@ def check_request(model: MeshModel, caller_node: str, uid: str, csr_pem: bytes) 
         raise BadRequest(f"the CSR for workload {workload.ref} must carry exactly one SAN, the URI "
                          f"{workload.identity}; it carries {[n.value for n in sans]}")
     if uris[0] != workload.identity:
-        raise NotPermitted(f"the CSR for workload {workload.ref} on node {caller_node} asks for "
-                           f"identity {uris[0]}, but the workload's identity is {workload.identity}")
+        raise NotPermitted(Refusal.WRONG_IDENTITY, f"the CSR for workload {workload.ref} on node "
+                           f"{caller_node} asks for identity {uris[0]}, but the workload's identity "
+                           f"is {workload.identity}")
     return Approved(workload, csr)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from nodemesh.model import MeshModel
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 class Versioned:
     version: int
     model: MeshModel
+    # When this version was made (time.monotonic()): a push's duration runs from here to the ack.
+    made_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 class ModelFeed:

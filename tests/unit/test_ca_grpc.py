@@ -25,14 +25,7 @@ from nodemesh.model import Workload
 from ca_material import UserCa, split_chain, verified_path
 from controller_access import TOKENS, ControllerUnderTest, start_controller
 from eventually import eventually_async
-
-CLUSTER = (
-    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {nodemesh.io/mesh: enabled}}\n---\n"
-    "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\n"
-    "spec: {nodeName: n1, serviceAccountName: web, containers: [{name: c}]}\n---\n"
-    "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop}\n"
-    "spec: {nodeName: n2, serviceAccountName: db, containers: [{name: c}]}\n"
-)
+from shop import CLUSTER
 
 
 def run(test, tmp_path: Path, lifetime: dt.timedelta = dt.timedelta(hours=24)) -> None:

@@ -10,15 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
 from nodemesh.identity import Identity, certificate_request, new_key
-from nodemesh.model import MeshModel, Workload
 
-WEB = Workload(uid="u-web", name="web", namespace="shop", service_account="web", node="n1",
-               ip="10.10.1.10", meshed=True, identity="spiffe://cluster.local/ns/shop/sa/web")
-DB = Workload(uid="u-db", name="db", namespace="shop", service_account="db", node="n2",
-              ip="10.10.2.10", meshed=True, identity="spiffe://cluster.local/ns/shop/sa/db")
-LEGACY = Workload(uid="u-legacy", name="batch", namespace="legacy", service_account="default",
-                  node="n1", ip="10.10.1.11", identity="spiffe://cluster.local/ns/legacy/sa/default")
-MODEL = MeshModel(workloads={w.uid: w for w in (WEB, DB, LEGACY)}, services={}, nodes={})
+from shop import DB, LEGACY, MODEL, WEB
 
 
 def csr_for(identity: str, key=None, extra: list[x509.GeneralName] = ()) -> bytes:

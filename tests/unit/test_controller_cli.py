@@ -72,7 +72,8 @@ def test_sigterm_closes_streams_and_exits_0(tmp_path):
     (tmp_path / "c.yaml").write_text(GOOD)
     proc = subprocess.Popen(
         nodemesh_argv("controller", "--file", str(tmp_path / "c.yaml"), "--state-dir",
-                      str(tmp_path / "state"), "--listen", "127.0.0.1:0", *tokens_flag(tmp_path)),
+                      str(tmp_path / "state"), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                      *tokens_flag(tmp_path)),
         stderr=subprocess.PIPE, text=True)
     try:
         port = None

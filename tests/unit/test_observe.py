@@ -35,9 +35,10 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("command", ["tunnels", "certs"])
-def test_without_root_one_message(command):
-    code, output = without_root(lambda: _cli(command, "--sim", "notup"))
+@pytest.mark.parametrize("args", [["tunnels", "--sim", "notup"], ["certs", "--sim", "notup"],
+                                  ["top", "--name", "notup"]])
+def test_without_root_one_message(args):
+    code, output = without_root(lambda: _cli(*args))
     assert code == 1
     assert output.startswith("Error: the simulated cluster needs root"), output
 

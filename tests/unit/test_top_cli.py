@@ -79,8 +79,7 @@ def traffic(answers: Answers, *per_scrape: Callable[[FakeAgent], None]) -> None:
 
 
 def run(*args: str) -> Result:
-    return CliRunner(env={"COLUMNS": "160"}).invoke(main, ["top", "--name", SIM, *args],
-                                                    catch_exceptions=False)
+    return CliRunner().invoke(main, ["top", "--name", SIM, *args], catch_exceptions=False)
 
 
 def quiet(agent: FakeAgent) -> None:
@@ -122,7 +121,7 @@ def test_once_prints_one_table_and_marks_the_node_that_did_not_answer(answers: A
                                 "FAILED/S", "P50", "P99"]
     assert lines[2].split() == ["shop/client", SERVICE, "yes", "2.0", "0", "0", "B", "0", "B", "CONNECT", "2.0",
                                 "1.75", "ms", "2.49", "ms"]
-    assert " ".join(" ".join(lines[3:]).split()) == f"node-b unreachable: {DOWN}"  # the caption, wrapped
+    assert " ".join(" ".join(lines[3:]).split()) == f"node-b unreachable: {DOWN}"  # the caption
     assert result.stderr == "Error: no answer from the agent on node-b (the reason is above)\n"
 
 

@@ -20,6 +20,7 @@ from rich.text import Text
 from nodemesh.tools.sim.names import DEFAULT_SIM
 from nodemesh.tools.top.metrics import Scrape
 
+UNBOUNDED_WIDTH = 10_000
 # (before, after): two consecutive scrapes
 Pair = tuple[Scrape, Scrape]
 
@@ -86,11 +87,18 @@ def top(sim: str, node: str | None, reporter: str, interval: float, count: int |
             click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
         title = f"nodemesh top: sim {sim}, reporter {reporter}, every {interval:g} s"
-        last = _show_tables(Console(), pairs,
+        last = _show_tables(_console(), pairs,
                             lambda before, after: view.table(rows(before, after, reporter), after, title))
     if last is not None and last.unreachable:
         raise AdminError(f"no answer from the agent on {', '.join(sorted(last.unreachable))} "
                          "(the reason is above)")
+
+
+def _console() -> Console:
+    """A terminal's own width; elsewhere (a pipe, a file) as wide as the table needs, so that a
+    row stays one line for grep and the like (rich would assume 80 columns and fold it)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=UNBOUNDED_WIDTH)
 
 
 def _show_tables(console: Console, pairs: Iterator[Pair],

@@ -20,7 +20,7 @@ from rich.text import Text
 from nodemesh.tools.sim.names import DEFAULT_SIM
 from nodemesh.tools.top.metrics import Scrape
 
-UNBOUNDED_WIDTH = 10_000
+UNBOUNDED_WIDTH = 10_000  # columns for a table that is not on a terminal: as wide as it is (_console)
 # (before, after): two consecutive scrapes
 Pair = tuple[Scrape, Scrape]
 

@@ -17,21 +17,12 @@ from nodemesh.tools.sim.names import DEFAULT_SIM
 
 def _per_node(sim: str, node: str | None, path: str) -> dict[str, Any]:
     from nodemesh.tools.admin_client import AdminError, fetch
-    from nodemesh.tools.sim.names import SimError, SimNames
-    from nodemesh.tools.sim.process import require_root
-    from nodemesh.tools.sim.state import load
+    from nodemesh.tools.agents import node_namespaces
 
-    names = SimNames(sim)
-    require_root()  # the agents answer only inside their nodes' namespaces
-    nodes = sorted(load(names).nodes)
-    if node is not None:
-        if node not in nodes:
-            raise SimError(f"no node {node!r} in sim {sim!r}; nodes: {', '.join(nodes)}")
-        nodes = [node]
     out: dict[str, Any] = {}
-    for n in nodes:
+    for n, netns_path in node_namespaces(sim, node).items():
         try:
-            out[n] = fetch(names.netns_path(names.node_netns(n)), path)
+            out[n] = fetch(netns_path, path)
         except AdminError as e:
             out[n] = {"error": str(e)}
     return out

@@ -1,14 +1,18 @@
 """`nodemesh tunnels` / `certs` and the admin client under them, where the user is wrong: no
-root, a sim that is gone, agents that do not answer. Each is a message and exit 1, never a
-raw OSError."""
+root, a sim that is gone, agents that do not answer or hang up. Each is a message and exit 1,
+never a raw OSError."""
 
 from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
 from privileges import without_root
 
-from nodemesh.tools.admin_client import AdminError, fetch
+from nodemesh.tools.admin_client import AdminError, fetch, get_text
 from nodemesh.tools.cli import main
 from nodemesh.tools.sim.state import SimState
 
@@ -31,9 +35,10 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.mark.parametrize("command", ["tunnels", "certs"])
-def test_without_root_one_message(command):
-    code, output = without_root(lambda: _cli(command, "--sim", "notup"))
+@pytest.mark.parametrize("args", [["tunnels", "--sim", "notup"], ["certs", "--sim", "notup"],
+                                  ["top", "--name", "notup"]])
+def test_without_root_one_message(args):
+    code, output = without_root(lambda: _cli(*args))
     assert code == 1
     assert output.startswith("Error: the simulated cluster needs root"), output
 
@@ -58,3 +63,46 @@ def test_nodes_without_an_answer_are_shown_and_the_exit_is_1(sim_whose_namespace
 def test_an_unknown_node_is_named_with_the_nodes_there_are(sim_whose_namespaces_are_gone):
     code, output = _cli("certs", "--sim", "gone", "--node", "node-c")
     assert (code, output) == (1, "Error: no node 'node-c' in sim 'gone'; nodes: node-a, node-b\n")
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[Callable[[type[BaseHTTPRequestHandler]], int]]:
+    """``serve(handler)``: a port on 127.0.0.1 in this namespace answering with ``handler``."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def serve(handler: type[BaseHTTPRequestHandler]) -> int:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_address[1]
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.kernel  # entering a namespace, even our own, takes root
+def test_get_text_returns_the_body_as_text(loopback_server):
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"# TYPE up gauge\nup 1.0\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    port = loopback_server(Metrics)
+    assert get_text("/proc/self/ns/net", "/metrics", port=port) == "# TYPE up gauge\nup 1.0\n"
+
+
+@pytest.mark.kernel
+def test_an_agent_that_hangs_up_without_answering_is_an_admin_error(loopback_server):
+    class HangUp(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.close_connection = True  # and no response at all
+
+    port = loopback_server(HangUp)
+    with pytest.raises(AdminError, match=rf"^agent port {port} in /proc/self/ns/net \(127.0.0.1:{port}\) "
+                                         r"broke off /metrics: Remote end closed connection"):
+        get_text("/proc/self/ns/net", "/metrics", port=port)

@@ -9,7 +9,6 @@ HBONE_PORT = 15008  # in each meshed pod: HBONE (HTTP/2 CONNECT over mutual TLS)
 ADMIN_PORT = 15000  # node: admin API, localhost only
 METRICS_PORT = 15020  # node: Prometheus /metrics and /stats/prometheus
 READINESS_PORT = 15021  # node: /healthz/ready
-METRICS_PORT = 15020  # node: Prometheus /metrics and /stats/prometheus
 
 # SO_MARK on the agent's own sockets; the programs never steer a socket carrying it.
 AGENT_MARK = 0x4E4D  # "NM"

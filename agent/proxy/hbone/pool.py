@@ -145,21 +145,28 @@ class TunnelPool:
         return False  # the close frees a slot when the connection is gone; the caller waits
 
     async def _connect(self, tunnel: ClientTunnel, ctx: ssl.SSLContext, source: PodNetns, target: Workload) -> None:
+        """Connect, then shake hands: a failure of each step is told apart (the outcome counted)."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()  # not loop.time(): uvloop's counts milliseconds
+        within = f"within {self.connect_timeout:g}s"
         try:
             sock = await source.connect(target.ip, HBONE_PORT, self.connect_timeout)
-            # server_hostname "": no SNI and no host name check (identities are checked instead)
-            await loop.create_connection(lambda: tunnel, sock=sock, ssl=ctx, server_hostname="",
-                                         ssl_handshake_timeout=self.connect_timeout)
-        except TimeoutError as e:
-            self._failed(tunnel, TunnelError("upstream_timeout", f"no TLS connection to {target.ref}'s agent "
-                                             f"within {self.connect_timeout:g}s ({e or 'timed out'})"))
-        except ssl.SSLError as e:
-            self._failed(tunnel, TunnelError("tls_handshake_failed", f"TLS with {target.ref}'s agent failed: {e}"))
+        except TimeoutError:
+            self._failed(tunnel, TunnelError("upstream_timeout", f"no TCP connection to {target.ref}'s agent {within}"))
+            return
         except OSError as e:
             self._failed(tunnel, TunnelError("upstream_refused", f"cannot reach {target.ref}'s agent "
                                              f"({target.ip}:{HBONE_PORT}): {e}"))
+            return
+        try:
+            # server_hostname "": no SNI and no host name check (identities are checked instead)
+            await loop.create_connection(lambda: tunnel, sock=sock, ssl=ctx, server_hostname="",
+                                         ssl_handshake_timeout=self.connect_timeout)
+        except (TimeoutError, ConnectionAbortedError):  # the latter: how the loop ends a slow handshake
+            self._failed(tunnel, TunnelError("upstream_timeout", f"no TLS handshake with {target.ref}'s agent {within}"))
+        except OSError as e:  # ssl.SSLError, or the server dropped us mid-handshake (it had no certificate)
+            self._failed(tunnel, TunnelError("tls_handshake_failed", f"TLS with {target.ref}'s agent failed: "
+                                             f"{e or type(e).__name__}"))
         else:
             if not tunnel.failed:
                 self.handshakes += 1

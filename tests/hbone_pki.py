@@ -7,10 +7,14 @@ import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from nodemesh.agent.tls import contexts
 from nodemesh.agent.tls.contexts import NoCertificate
 from nodemesh.controller.ca.authority import Authority, create_root, pem
 from nodemesh.identity import key_pem, new_key
+
+LIFETIME = dt.timedelta(hours=1)  # of the workload certificates issued
 
 
 class TestCa:
@@ -31,8 +35,16 @@ class TestCa:
         if identity is None:
             issued = self.authority.issue_server(key.public_key(), ["127.0.0.1"])
         else:
-            issued = self.authority.issue_workload(key.public_key(), identity, dt.timedelta(hours=1))
+            issued = self.authority.issue_workload(key.public_key(), identity, LIFETIME)
         return issued.chain_pem, key_pem(key)
+
+    def sign(self, uid: str, csr_pem: bytes, lifetime: dt.timedelta = LIFETIME) -> bytes:
+        """What the controller answers the agent's certificate manager (its ``Sign``): a chain
+        for the identity the request names."""
+        csr = x509.load_pem_x509_csr(csr_pem)
+        [identity] = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .get_values_for_type(x509.UniformResourceIdentifier)
+        return self.authority.issue_workload(csr.public_key(), identity, lifetime).chain_pem
 
     def client_context(self, identity: str | None) -> ssl.SSLContext:
         return contexts.client_context(*self.issue(identity), self.bundle)

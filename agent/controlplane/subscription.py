@@ -10,6 +10,10 @@ The thread never dies of a surprise: an update that fails to apply for a reason 
 expected (a bug) is rejected with that reason and logged with its traceback, anything else
 that goes wrong is logged and retried like a lost stream, and either shows in readiness
 (``Health``) until an update applies again.
+
+What the status and the metrics read (``connected``, ``applied_version``, the counts) are
+plain attributes written by this thread alone and read from the proxy's loop: under the GIL a
+reader sees a whole value, and with one writer an increment loses nothing, so no lock.
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ class ConfigClient:
         self.last_error = ""
         self.applied_version = 0
         self.last_rejection = ""
-        self.connects = 0
+        self.connects = 0  # streams that came up (the first update arrived)
+        self.disconnects = 0  # of those, the ones lost while the agent was not stopping
+        self.accepted = 0  # updates applied and acknowledged
+        self.rejected = 0  # updates refused, with the reason sent back
 
     def start(self) -> None:
         self._thread.start()
@@ -104,9 +111,11 @@ class ConfigClient:
                     reason = self._apply_on_loop(update)
                     if reason is None:
                         self.applied_version = update.version
+                        self.accepted += 1
                         if update.trust_bundle_pem:
                             self.access.trust(update.trust_bundle_pem)
                     else:
+                        self.rejected += 1
                         self.last_rejection = f"version {update.version}: {reason}"
                         log.error("rejected config version %d: %s", update.version, reason)
                     outbox.put(pb.AgentMessage(ack=pb.Ack(
@@ -117,6 +126,8 @@ class ConfigClient:
             finally:
                 outbox.put(None)
                 self._call = None
+                if self.connected and not self._stopping.is_set():
+                    self.disconnects += 1
                 self.connected = False
 
     def _apply_on_loop(self, update: pb.ConfigUpdate) -> str | None:

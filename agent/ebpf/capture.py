@@ -139,6 +139,10 @@ class PlaintextCapture:
         """Pod IPs being captured into this process's listeners, for the admin API."""
         return sorted(self._attached)
 
+    def maps(self) -> dict[str, syscall.Map]:
+        """The maps by name, for the metrics (their entries and capacity); none once closed."""
+        return dict(self._loaded.maps)
+
     def close(self) -> None:
         """Let go of the program and maps; the pinned links keep them for as long as they are pinned."""
         self._loaded.close()

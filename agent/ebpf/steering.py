@@ -125,6 +125,10 @@ class Steering:
             "orig_by_tuple": len(self.orig_by_tuple),
         }
 
+    def maps(self) -> dict[str, syscall.Map]:
+        """The maps by name, for the metrics (their entries and capacity); none once closed."""
+        return dict(self._loaded.maps)
+
     def close(self) -> None:
         """Detach the programs (the cgroup's connections go back to untouched) and free maps."""
         for program in reversed(self._attached):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import platform
 from typing import TypeVar
@@ -28,6 +29,7 @@ BPF_OBJ_GET = 7
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_MAP_LOOKUP_BATCH = 24
 BPF_LINK_CREATE = 28
 BPF_LINK_UPDATE = 29
 BPF_LINK_DETACH = 34
@@ -65,6 +67,19 @@ class _ElemAttr(ctypes.Structure):
 
     _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
                 ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _BatchAttr(ctypes.Structure):
+    """BPF_MAP_LOOKUP_BATCH: where to resume (opaque tokens), buffers for ``count`` elements."""
+
+    _fields_ = [("in_batch", ctypes.c_uint64), ("out_batch", ctypes.c_uint64), ("keys", ctypes.c_uint64),
+                ("values", ctypes.c_uint64), ("count", ctypes.c_uint32), ("map_fd", ctypes.c_uint32),
+                ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+# What BPF_MAP_LOOKUP_BATCH fails with where a map type has no batch operations: EINVAL before
+# Linux 5.6, the kernel's own ENOTSUPP (524, no errno name) from socket maps, EOPNOTSUPP.
+_NO_BATCH = {errno.EINVAL, 524, errno.EOPNOTSUPP}
 
 
 class _AttachAttr(ctypes.Structure):
@@ -205,6 +220,7 @@ class Map:
         self._value = ctypes.create_string_buffer(self.value_size)
         self._lookup_attr = _ElemAttr(fd, 0, 0, ctypes.addressof(self._value), 0)
         self._lookup_what = f"lookup in map {name}"
+        self._batch = True  # until the kernel says this map type has no batch lookup
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value under ``key``, or None when absent."""
@@ -234,14 +250,50 @@ class Map:
         return True
 
     def __len__(self) -> int:
-        """Entries, by walking the keys (for the admin API, not the hot path)."""
+        """Entries, for the admin API and the metrics (not the hot path).
+
+        One batch lookup where the map type has one (hash maps: about 6 ms for 65536 entries),
+        else a walk of the keys, a syscall an entry (about 1 us each: 70 ms for as many).
+        ``orig_by_tuple`` is an LRU nobody empties, so on a busy node it is always full, and
+        the metrics count it on the proxy's loop at every scrape.
+        """
+        if self._batch:
+            try:
+                return self._count_batched()
+            except OSError as e:
+                if e.errno not in _NO_BATCH:
+                    raise
+                self._batch = False  # this map type never will: walk from now on
+        return self._count_walking()
+
+    def _count_batched(self) -> int:
+        """Entries, copied out in one call for the whole map (more only if it grows meanwhile)."""
+        room = self.max_entries
+        keys = ctypes.create_string_buffer(self.key_size * room)
+        values = ctypes.create_string_buffer(self.value_size * room)
+        # Where to resume: a bucket number (u32) for hash maps, a key for arrays. The kernel
+        # reads in_batch before it writes out_batch, so one buffer serves as both.
+        resume = ctypes.create_string_buffer(max(self.key_size, 4))
+        attr = _BatchAttr(0, ctypes.addressof(resume), ctypes.addressof(keys), ctypes.addressof(values),
+                          room, self.fd, 0, 0)
+        count, what = 0, f"batch lookup in map {self.name}"
+        while True:
+            try:
+                bpf(BPF_MAP_LOOKUP_BATCH, attr, what)
+            except FileNotFoundError:  # ENOENT: the end, with the last elements counted
+                return count + attr.count
+            count += attr.count
+            attr.in_batch, attr.count = ctypes.addressof(resume), room
+
+    def _count_walking(self) -> int:
         count = 0
         current = ctypes.create_string_buffer(self.key_size)
         following = ctypes.create_string_buffer(self.key_size)
         attr = _ElemAttr(self.fd, 0, 0, ctypes.addressof(following), 0)  # key 0: start from the first
+        what = f"walk of map {self.name}"
         while True:
             try:
-                bpf(BPF_MAP_GET_NEXT_KEY, attr, f"walk of map {self.name}")
+                bpf(BPF_MAP_GET_NEXT_KEY, attr, what)
             except FileNotFoundError:
                 return count
             count += 1

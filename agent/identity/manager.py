@@ -99,6 +99,10 @@ class CertManager:
         self.trust_bundle = b""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Event] = {}
+        # Inbound TLS handshakes refused for want of a valid certificate of the listener's
+        # workload: the one inbound handshake failure the agent sees (asyncio's TLS layer
+        # drops the others before any of its code runs)
+        self.refused_handshakes = 0
 
     # -- what the proxy asks ----------------------------------------------------------------
     def client_context(self, uid: str) -> ssl.SSLContext:
@@ -124,6 +128,7 @@ class CertManager:
         try:
             return self._valid(uid).server
         except NoCertificate as e:
+            self.refused_handshakes += 1
             log.warning("refusing a TLS handshake: %s", e)
             return None
 

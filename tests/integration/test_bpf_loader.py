@@ -9,6 +9,8 @@ are the kernel's (read from the installed UAPI header, not copied from memory).
 from __future__ import annotations
 
 import re
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,38 @@ def test_a_compile_error_comes_back_with_the_compilers_words(tmp_path: Path):
 def test_a_missing_map_is_named(source: Path):
     with pytest.raises(LoadError, match="no map nonesuch"):
         load(source, ["-DANSWER=1"], [], ["nonesuch"])
+
+
+COUNTED = r"""
+BPF_HASH(small, u32, u8, 256);
+BPF_TABLE("lru_hash", u32, u64, recent, 1024);
+BPF_TABLE("sockhash", u32, int, listeners, 16);
+
+int count_connect(struct bpf_sock_addr *ctx) { return 1; }
+"""
+
+
+def test_entries_are_counted_by_batch_where_the_map_type_has_one_else_by_walking(tmp_path: Path):
+    """Hash maps count in one batch syscall (what keeps the metrics' scrape cheap), socket maps
+    have none and are walked; either way the count is the entries', up to a full map."""
+    source = tmp_path / "counted.c"
+    source.write_text(COUNTED)
+    loaded = load(source, [], [Program("count_connect", syscall.BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
+                                       syscall.BPF_CGROUP_INET4_CONNECT)], ["small", "recent", "listeners"])
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    try:
+        small, recent, listeners = (loaded.maps[name] for name in ("small", "recent", "listeners"))
+        assert (len(small), len(recent), len(listeners)) == (0, 0, 0)
+        for i in range(small.max_entries):  # full
+            small.update(i.to_bytes(4, "little"), b"\1")
+        for i in range(700):
+            recent.update(i.to_bytes(4, "little"), bytes(8))
+        for i, sock in enumerate(sockets):
+            listeners.update(i.to_bytes(4, "little"), sock.fileno().to_bytes(listeners.value_size, sys.byteorder))
+        assert (len(small), len(recent), len(listeners)) == (256, 700, 3)
+        assert [m._count_walking() for m in (small, recent, listeners)] == [256, 700, 3]
+        assert (small._batch, recent._batch, listeners._batch) == (True, True, False)
+    finally:
+        for sock in sockets:
+            sock.close()
+        loaded.close()

@@ -161,6 +161,33 @@ def test_an_update_that_fails_to_apply_is_rejected_and_the_subscription_lives_on
     run(test, tmp_path)
 
 
+def test_the_config_client_counts_updates_and_streams_lost_once_up(tmp_path):
+    """What the node metrics report: updates accepted and rejected, and a stream that was up and
+    got lost (the controller went away) as a disconnect; an agent stopping is none."""
+    async def test(controller: ControllerUnderTest) -> None:
+        async def apply(update: pb.ConfigUpdate) -> str | None:
+            return "not the first" if update.version == 1 else None
+
+        loop = asyncio.get_running_loop()
+        stopping, staying = (ConfigClient(access(controller, TOKENS["n1"]), "n1", apply, loop) for _ in range(2))
+        stopping.start()
+        staying.start()
+        try:
+            await eventually_async(lambda: stopping.rejected == staying.rejected == 1)
+            assert (staying.accepted, staying.applied_version, staying.connected) == (0, 0, True)
+            controller.cluster.write_text(CLUSTER.replace("name: web,", "name: web2,"))
+            await eventually_async(lambda: staying.accepted == 1 and staying.applied_version == 2)
+            await asyncio.to_thread(stopping.stop)
+            assert (stopping.connects, stopping.disconnects) == (1, 0)
+            await controller.running.stop(grace=0)
+            await eventually_async(lambda: not staying.connected)
+            assert (staying.connects, staying.disconnects, staying.rejected) == (1, 1, 1)
+        finally:
+            await asyncio.gather(asyncio.to_thread(stopping.stop), asyncio.to_thread(staying.stop))
+
+    run(test, tmp_path)
+
+
 def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
     """Rotation step 1: the controller (old root) hands out a bundle of old and new roots.
     Step 2: a controller signing under the new root, the old one kept in the bundle, takes

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections import Counter
 
 import h2.exceptions
@@ -35,6 +36,7 @@ from nodemesh.agent.proxy.hbone.client import STATUS_OK, ClientTunnel, Headers, 
 from nodemesh.agent.proxy.hbone.stream import StreamReset, StreamTransport
 from nodemesh.agent.tls.contexts import Identities, NoCertificate
 from nodemesh.agent.proxy.hbone.tunnel import MAX_CONCURRENT_STREAMS
+from nodemesh.metrics import LATENCY_BUCKETS, Buckets
 from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,12 @@ class TunnelPool:
         self.max_per_key = max_per_key
         self.max_total = max_total
         self.outbound: dict[Key, list[ClientTunnel]] = {}
-        self.handshakes = 0  # outbound TLS connections made
-        self.failures: Counter[str] = Counter()  # outbound connections that failed, by outcome
+        # The metrics' outbound handshake results: connections made (their TLS handshake done
+        # and the server's identity the expected one), and those that failed, by outcome
+        self.handshakes = 0
+        self.failures: Counter[str] = Counter()
+        # Seconds from the TCP connect to the identity checked, of each connection made
+        self.handshake_durations = Buckets(LATENCY_BUCKETS)
         self._total = 0
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -140,23 +146,32 @@ class TunnelPool:
         return False  # the close frees a slot when the connection is gone; the caller waits
 
     async def _connect(self, tunnel: ClientTunnel, ctx: ssl.SSLContext, source: PodNetns, target: Workload) -> None:
+        """Connect, then shake hands: a failure of each step is told apart (the outcome counted)."""
         loop = asyncio.get_running_loop()
+        started = time.monotonic()  # not loop.time(): uvloop's counts milliseconds
+        within = f"within {self.connect_timeout:g}s"
         try:
             sock = await source.connect(target.ip, HBONE_PORT, self.connect_timeout)
-            # server_hostname "": no SNI and no host name check (identities are checked instead)
-            await loop.create_connection(lambda: tunnel, sock=sock, ssl=ctx, server_hostname="",
-                                         ssl_handshake_timeout=self.connect_timeout)
-        except TimeoutError as e:
-            self._failed(tunnel, TunnelError("upstream_timeout", f"no TLS connection to {target.ref}'s agent "
-                                             f"within {self.connect_timeout:g}s ({e or 'timed out'})"))
-        except ssl.SSLError as e:
-            self._failed(tunnel, TunnelError("tls_handshake_failed", f"TLS with {target.ref}'s agent failed: {e}"))
+        except TimeoutError:
+            self._failed(tunnel, TunnelError("upstream_timeout", f"no TCP connection to {target.ref}'s agent {within}"))
+            return
         except OSError as e:
             self._failed(tunnel, TunnelError("upstream_refused", f"cannot reach {target.ref}'s agent "
                                              f"({target.ip}:{HBONE_PORT}): {e}"))
+            return
+        try:
+            # server_hostname "": no SNI and no host name check (identities are checked instead)
+            await loop.create_connection(lambda: tunnel, sock=sock, ssl=ctx, server_hostname="",
+                                         ssl_handshake_timeout=self.connect_timeout)
+        except (TimeoutError, ConnectionAbortedError):  # the latter: how the loop ends a slow handshake
+            self._failed(tunnel, TunnelError("upstream_timeout", f"no TLS handshake with {target.ref}'s agent {within}"))
+        except OSError as e:  # ssl.SSLError, or the server dropped us mid-handshake (it had no certificate)
+            self._failed(tunnel, TunnelError("tls_handshake_failed", f"TLS with {target.ref}'s agent failed: "
+                                             f"{e or type(e).__name__}"))
         else:
             if not tunnel.failed:
                 self.handshakes += 1
+                self.handshake_durations.observe(time.monotonic() - started)
 
     def _failed(self, tunnel: ClientTunnel, error: TunnelError) -> None:
         log.info("HBONE connection failed: %s", error)
@@ -182,11 +197,14 @@ class TunnelPool:
             for tunnel in list(tunnels):
                 tunnel.close()
 
+    def live(self) -> list[ClientTunnel]:
+        """The connections that are up (or closing), not those still connecting."""
+        return [t for tunnels in self.outbound.values() for t in tunnels if t.transport is not None]
+
     def snapshot(self) -> dict[str, object]:
         """The outbound half of what ``nodemesh tunnels`` shows: live connections and counts."""
-        live = [t for tunnels in self.outbound.values() for t in tunnels if t.transport is not None]
         return {
-            "tunnels": [t.info() for t in live],
+            "tunnels": [t.info() for t in self.live()],
             "handshakes": self.handshakes,
             "failures": dict(self.failures),
         }

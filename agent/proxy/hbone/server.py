@@ -12,6 +12,7 @@ a protocol violation into a GOAWAY for that connection only.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Iterator, Protocol
 
 import h2.events
@@ -20,6 +21,7 @@ from nodemesh.agent.proxy.hbone.stream import StreamTransport
 from nodemesh.agent.tls.peer import peer_identity
 from nodemesh.agent.proxy.hbone.tunnel import TUNED, Tunnel, Windows
 from nodemesh.identity import Identity, IdentityError
+from nodemesh.metrics import LATENCY_BUCKETS, Buckets
 
 HANDSHAKE_TIMEOUT = 10.0  # for the listener's TLS handshakes (asyncio's ssl_handshake_timeout)
 FIRST_REQUEST_TIMEOUT = 10.0
@@ -28,6 +30,8 @@ IDLE_TIMEOUT = 120.0  # longer than clients' pool idle timeout (60 s): they clos
 STATUS_BAD_REQUEST = 400
 STATUS_DENIED = 401
 STATUS_UNAVAILABLE = 503
+
+REFUSED_IDENTITY = "refused_identity"  # the acceptor's outcome for a client certificate of no workload
 
 
 class BadAuthority(ValueError):
@@ -72,16 +76,22 @@ class ServerTunnel(Tunnel):
         super().__init__(idle_timeout, windows)
         self.acceptor = acceptor
         self.first_request_timeout = first_request_timeout
+        # The listener makes its protocol when it accepts the TCP connection and calls
+        # connection_made once the TLS handshake is done (uvloop as asyncio): the time between
+        # is the handshake's, as the server sees it.
+        self.accepted = time.monotonic()  # not loop.time(): uvloop's counts milliseconds
+        self.handshake_seconds = 0.0
         self._opened = False
         self._handlers[h2.events.RequestReceived] = self._request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.handshake_seconds = time.monotonic() - self.accepted
         super().connection_made(transport)
         try:
             trust_domain = Identity.parse(self.acceptor.identity).trust_domain
             self.source_identity = str(peer_identity(transport, trust_domain))
         except (IdentityError, ValueError) as e:
-            self.acceptor.refused("refused_identity", f"{self.peer()}: {e}")
+            self.acceptor.refused(REFUSED_IDENTITY, f"{self.peer()}: {e}")
             transport.abort()
             return
         self.destination_identity = self.acceptor.identity
@@ -128,13 +138,24 @@ class ServerTunnel(Tunnel):
 
 class ServerTunnels:
     """The node's inbound HBONE connections, on every pod's 15008 listener: for ``nodemesh
-    tunnels``, and to close them all when the agent stops."""
+    tunnels`` and the metrics, and to close them all when the agent stops.
+
+    A connection is added when its handshake is done and its client's identity checked (the
+    acceptor's ``opened``), so this is also where those handshakes are counted and timed. A
+    handshake that fails never reaches the tunnel: the loop's TLS layer drops the connection
+    without calling the protocol (neither ``connection_made`` nor ``connection_lost``), so
+    those failures are not counted here; a refused identity is the acceptor's to count.
+    """
 
     def __init__(self) -> None:
         self._live: set[ServerTunnel] = set()
+        self.handshakes = 0
+        self.handshake_durations = Buckets(LATENCY_BUCKETS)
 
     def add(self, tunnel: ServerTunnel) -> None:
         self._live.add(tunnel)
+        self.handshakes += 1
+        self.handshake_durations.observe(tunnel.handshake_seconds)
 
     def discard(self, tunnel: ServerTunnel) -> None:
         self._live.discard(tunnel)

@@ -72,6 +72,8 @@ class Agent:
         from nodemesh.agent.proxy.node import NodeProxy
         from nodemesh.agent.supervision import Supervisor
         from nodemesh.agent.telemetry.accesslog import OFF, AccessLog
+        from nodemesh.agent.telemetry.looplag import LoopLag
+        from nodemesh.agent.telemetry.node import NodeCollector, NodeParts
         from nodemesh.agent.telemetry.spans import Tracer
         from nodemesh.agent.telemetry.tracing import SpanExporter
         from nodemesh.agent.telemetry.traffic import TrafficCollector
@@ -91,7 +93,7 @@ class Agent:
         table = self.proxy.core.table
         self.steering = Steering(self.cgroup)
         capture = None
-        access_log = spans = None
+        access_log = spans = lag = None
         endpoints: list[HttpEndpoint] = []
         try:
             if telemetry.otlp_endpoint:
@@ -113,6 +115,12 @@ class Agent:
             views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
                                           capture, self.enroller, self.certs, self.proxy, self.config,
                                           supervisor.health, registry))
+            if registry is not None:
+                lag = LoopLag()
+                lag.start()
+                registry.register(NodeCollector(NodeParts(
+                    self.proxy, self.certs, self.config, self.enroller, self.steering, capture,
+                    ready=lambda: bool(views.readiness()["ready"])), lag))
             endpoints = [HttpEndpoint("127.0.0.1", self.admin_port, views.admin_routes(), loop),
                          HttpEndpoint("0.0.0.0", self.readiness_port, views.readiness_routes(), loop)]
             if registry is not None:  # Prometheus scrapes from elsewhere: every address
@@ -126,6 +134,8 @@ class Agent:
             log.info("stopping")
             self.config.stop()
         finally:
+            if lag is not None:
+                lag.close()
             supervisor.close()
             self.steering.close()  # first: pods' connections are no longer steered
             if hasattr(self, "enroller"):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nodemesh needs on a Debian host, idempotently: Debian packages (bcc, kernel
-# headers, iproute2), the kernel-header links bcc looks for, and the project's virtualenv.
+# headers, iproute2, Prometheus), the kernel-header links bcc looks for, and the project's
+# virtualenv.
 # `make demo` and `make test` call it first, so a fresh machine needs nothing done by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +13,36 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
 missing=()
 for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "nodemesh setup: installing Debian packages: ${missing[*]}"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+# Prometheus (and promtool) for `nodemesh sim up --prometheus`, the demo and the dashboard
+# tests: we want the binaries only, each sim runs its own instance inside the sim. Debian's
+# package also enables and starts a service scraping this host (and recommends the node
+# exporter, another one): installed without recommends, under a policy-rc.d that forbids
+# starting services (unless the host has its own, as containers do), then disabled.
+if ! installed prometheus; then
+    echo "nodemesh setup: installing Debian package prometheus (its system service stays off)"
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    [ "${#missing[@]}" -gt 0 ] || apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+fi
+if command -v systemctl >/dev/null && systemctl -q is-enabled prometheus 2>/dev/null; then
+    systemctl disable --now prometheus 2>/dev/null || systemctl disable prometheus
 fi
 
 # bcc compiles against /lib/modules/$(uname -r)/{build,source}. When the running kernel has no

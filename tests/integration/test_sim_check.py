@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nodemesh.tools.check import CHECKS, PROBE_PROGRAM, bpf_programs
+from nodemesh.tools.check import CHECKS, OPTIONAL_CHECKS, PROBE_PROGRAM, bpf_programs
 
 pytestmark = pytest.mark.kernel
 
@@ -12,14 +12,15 @@ pytestmark = pytest.mark.kernel
 def test_this_host_passes_every_check(cli):
     out = cli("check")
     assert out.returncode == 0, out.stdout
-    assert out.stdout.count("\nOK ") + out.stdout.startswith("OK ") == len(CHECKS)
+    # the optional ones too: setup installs what they look for
+    assert out.stdout.count("\nOK ") + out.stdout.startswith("OK ") == len(CHECKS) + len(OPTIONAL_CHECKS)
     assert "this host can run a nodemesh agent" in out.stdout
 
 
 def test_json_output_lists_each_check(cli):
     results = json.loads(cli("check", "-o", "json").stdout)
     assert [r["name"] for r in results] == ["kernel", "BTF", "root", "bpffs", "cgroup v2", "iproute2",
-                                            "kernel headers", "bcc", "eBPF programs"]
+                                            "kernel headers", "bcc", "eBPF programs", "prometheus"]
     assert all(r["ok"] for r in results)
 
 

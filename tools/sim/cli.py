@@ -21,6 +21,14 @@ def _sim_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Which simulated cluster (env NODEMESH_SIM).")(command)
 
 
+def _prometheus_port_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    from nodemesh.tools.sim.prometheus import DEFAULT_HOST_PORT
+
+    return click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_HOST_PORT,
+                        show_default=True,
+                        help="Port on this host's 127.0.0.1 that forwards to the sim's Prometheus.")(command)
+
+
 def _names(sim: str) -> SimNames:
     try:
         return SimNames(sim)
@@ -40,18 +48,35 @@ def sim() -> None:
 @click.option("--controller-arg", "controller_args", multiple=True, metavar="ARG",
               help="Extra argument for `nodemesh controller`, e.g. --controller-arg=--cert-lifetime=1h "
                    "(repeatable).")
+@click.option("--prometheus", "with_prometheus", is_flag=True,
+              help="Also run a Prometheus scraping the agents and the controller, reachable at "
+                   "http://127.0.0.1:PORT on this host (see --prometheus-port).")
+@_prometheus_port_option
 @_sim_option
-def up(file: Path, sim: str, controller_args: tuple[str, ...]) -> None:
+def up(file: Path, sim: str, controller_args: tuple[str, ...], with_prometheus: bool,
+       prometheus_port: int) -> None:
     """Create the cluster in FILE, start the controller, the agents and the pods; wait until ready."""
     from nodemesh.tools.sim.cluster import up as bring_up
 
     names = _names(sim)
-    state = bring_up(file, names, click.echo, controller_args)
+    state = bring_up(file, names, click.echo, controller_args,
+                     prometheus_port if with_prometheus else None)
     for ref, svc in state.services.items():
         click.echo(f"service {ref}: {svc['vip']}")
     click.echo(f"sim {sim!r} is up: {len(state.nodes)} nodes, {len(state.pods)} pods. "
                f"Try `nodemesh sim status --name {sim}`; "
                f"`nodemesh sim exec --name {sim} NAMESPACE/POD -- CMD` runs a command in a pod.")
+
+
+@sim.command("prometheus")
+@_prometheus_port_option
+@_sim_option
+def prometheus_(sim: str, prometheus_port: int) -> None:
+    """Add a Prometheus to a sim that is up (what `sim up --prometheus` starts)."""
+    from nodemesh.tools.sim.cluster import add_prometheus
+
+    state = add_prometheus(_names(sim), prometheus_port)
+    click.echo(f"prometheus at {state.prometheus['url']}")
 
 
 @sim.command()
@@ -86,7 +111,8 @@ def status(sim: str, output: str) -> None:
         click.echo(json.dumps(s, indent=2, sort_keys=True))
         return
     click.echo(f"sim {s['sim']} ({s['phase']}) from {s['file']}; controller at "
-               f"{s['controller']['address']}\n")
+               f"{s['controller']['address']}"
+               + (f"; prometheus at {s['prometheus']['url']}" if s["prometheus"] else "") + "\n")
     click.echo(_table(["NODE", "IP", "POD CIDR"],
                       [[n, v["ip"], v["pod_cidr"]] for n, v in s["nodes"].items()]) + "\n")
     click.echo(_table(["POD", "IP", "NODE", "MESHED", "RUNNING"],

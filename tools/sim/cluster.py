@@ -4,7 +4,8 @@
 topology (namespaces, links, cgroups), the controller (waited for until its port answers), one
 agent per node (waited for until ready), then the pods' containers. Pods start last, like on a node whose
 CNI plugin waits for the mesh agent: their first connection is already in the mesh. Anything
-failing, Ctrl-C included, tears down what was made before the error is shown.
+failing, Ctrl-C included, tears down what was made before the error is shown. A Prometheus
+(``prometheus.py``) comes last when asked for, or later to a sim that is up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from nodemesh.agent.ports import READINESS_PORT
-from nodemesh.tools.sim import topology
+from nodemesh.tools.sim import prometheus, topology
 from nodemesh.tools.sim.cleanup import down, leftovers
 from nodemesh.tools.sim.names import (
     CONTROLLER_IP,
@@ -141,11 +142,39 @@ def _ensure_absent(names: SimNames) -> None:
                        f"run `nodemesh sim down --name {names.sim}` first")
 
 
+def start_prometheus(state: SimState, names: SimNames, host_port: int) -> None:
+    """Start the sim's Prometheus and its forward to the host's 127.0.0.1:``host_port``."""
+    records = prometheus.components(state, names, host_port)
+    state.processes.update(records)
+    state.prometheus = {"url": prometheus.url(host_port)}
+    state.save(names)
+    start_components(state, names, list(records))
+
+
+def add_prometheus(names: SimNames, host_port: int) -> SimState:
+    """Give a sim that is up a Prometheus (or start again the one it has, on ``host_port``)."""
+    state = load(names)
+    require_root()
+    running = [name for name in (prometheus.PROMETHEUS, prometheus.FORWARD)
+               if name in state.processes and alive(state.processes[name])]
+    if running:
+        raise SimError(f"sim {names.sim!r} already has a Prometheus at {state.prometheus['url']}: "
+                       f"`nodemesh sim stop --name {names.sim} {running[0]}` stops it")
+    prometheus.binary()
+    prometheus.check_port(host_port)
+    start_prometheus(state, names, host_port)
+    return state
+
+
 def up(file: Path, names: SimNames, say: Callable[[str], None],
-       controller_args: tuple[str, ...] = ()) -> SimState:
-    """Bring the sim described by ``file`` up; on any failure leave nothing behind."""
+       controller_args: tuple[str, ...] = (), prometheus_port: int | None = None) -> SimState:
+    """Bring the sim described by ``file`` up, with a Prometheus on the host's
+    ``prometheus_port`` if given; on any failure leave nothing behind."""
     require_root()
     _ensure_absent(names)
+    if prometheus_port is not None:  # what a user can fix, said before building anything
+        prometheus.binary()
+        prometheus.check_port(prometheus_port)
     names.logs_dir.mkdir(parents=True)
     try:
         plan = plan_from_file(file, names.controller_state_dir)
@@ -157,6 +186,9 @@ def up(file: Path, names: SimNames, say: Callable[[str], None],
         start_components(state, names, agents(state))
         say(f"agents ready on {', '.join(state.nodes)}")
         start_components(state, names, pod_containers(state), wait=False)
+        if prometheus_port is not None:
+            start_prometheus(state, names, prometheus_port)
+            say(f"prometheus at {state.prometheus['url']}")
         state.phase = "ready"
         state.save(names)
         return state
@@ -194,4 +226,4 @@ def status(names: SimNames) -> dict:
                      "containers": len(mine), "running": sum(p["alive"] for p in mine)}
     return {"sim": state.sim, "phase": state.phase, "file": state.file,
             "controller": state.controller, "nodes": state.nodes, "pods": pods,
-            "services": state.services, "processes": processes}
+            "services": state.services, "prometheus": state.prometheus, "processes": processes}

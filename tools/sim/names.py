@@ -103,6 +103,11 @@ class SimNames:
         return self.logs_dir / f"{component.replace('/', '.')}.log"
 
     @property
+    def prometheus_dir(self) -> Path:
+        """The sim's Prometheus: its generated config and its data (``sim up --prometheus``)."""
+        return self.run_dir / "prometheus"
+
+    @property
     def bpf_dir(self) -> Path:
         """Where the sim's agents pin BPF objects (``down`` removes it, and with it the objects)."""
         return BPFFS / f"nodemesh-{self.sim}"
@@ -155,6 +160,11 @@ class SimNames:
     @property
     def controller_cgroup(self) -> Path:
         return self.cgroup_root / "controller"
+
+    @property
+    def prometheus_cgroup(self) -> Path:
+        """Prometheus and its port forward: not in any node, but the sim's all the same."""
+        return self.cgroup_root / "prometheus"
 
     def node_cgroup(self, node: str) -> Path:
         """Where the node's agent attaches its programs (like a real node's root cgroup)."""

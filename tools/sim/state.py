@@ -10,7 +10,9 @@ midway leaves a record of what it had started. Shape::
      "pods": {"shop/client": {"namespace", "name", "node", "ip", "meshed", "netns", "cgroup",
                               "env"}},
      "services": {"shop/catalog": {"vip": "10.96.0.10", "ports": {"80": 8080}}},
-     "processes": {"controller" | "agent/<node>" | "pod/<ns>/<pod>/<container>":
+     "prometheus": {"url": "http://127.0.0.1:9090"} (empty without one),
+     "processes": {"controller" | "agent/<node>" | "pod/<ns>/<pod>/<container>"
+                   | "prometheus" | "prometheus-forward":
                    {"argv", "env", "netns", "cgroup", "log", "ready", "pid", "start_time"}}}
 
 ``ready`` says how to tell the process is serving: ``{"http": {"port", "path"}}``,
@@ -59,6 +61,7 @@ class SimState:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prometheus: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
     def to_json(self) -> str:

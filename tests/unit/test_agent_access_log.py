@@ -50,11 +50,12 @@ def test_each_connection_is_one_json_line_with_bytes_flags_and_the_failure(tmp_p
 
 def test_a_writer_that_falls_behind_drops_and_counts_lines_instead_of_blocking(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accesslog, "QUEUE_SIZE", 5)
+    monkeypatch.setattr(accesslog, "QUEUE_BATCHES", 5)
+    monkeypatch.setattr(accesslog, "BATCH", 1)  # each line a batch of its own
     log = AccessLog(str(tmp_path / "access.log"))
     gate = threading.Event()
-    original = log._handler.emit
-    log._handler.emit = lambda record: (gate.wait(10), original(record))  # a stuck disk
+    original = log._out.write
+    log._out.write = lambda text: (gate.wait(10), original(text))  # a stuck disk
     table = ConnectionTable()
     table.observers.append(log)
     for _ in range(50):
@@ -63,6 +64,28 @@ def test_a_writer_that_falls_behind_drops_and_counts_lines_instead_of_blocking(
     gate.set()
     log.close()
     assert len((tmp_path / "access.log").read_text().splitlines()) == 50 - log.dropped
+
+
+def test_on_the_loop_lines_are_handed_over_in_batches_not_one_by_one(tmp_path: Path) -> None:
+    import asyncio
+
+    log = AccessLog(str(tmp_path / "access.log"))
+    handed: list[int] = []
+    put = log._batches.put_nowait
+    log._batches.put_nowait = lambda batch: (handed.append(len(batch)), put(batch))
+
+    async def burst() -> None:
+        table = ConnectionTable()
+        table.observers.append(log)
+        for _ in range(accesslog.BATCH + 10):
+            table.failed(connection(table), "no_route", "no endpoints")
+        assert handed == [accesslog.BATCH]  # a full batch at once, the rest waits for the timer
+        await asyncio.sleep(accesslog.FLUSH_SECONDS * 2)
+        assert handed == [accesslog.BATCH, 10]
+
+    asyncio.run(burst())
+    log.close()
+    assert len((tmp_path / "access.log").read_text().splitlines()) == accesslog.BATCH + 10
 
 
 def test_an_access_log_that_cannot_be_opened_says_what_to_do(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 class Variant:
     name: str
     nodemesh: str  # the ``nodemesh`` executable of its virtualenv
+    agent_args: tuple[str, ...] = ()  # e.g. ("--no-metrics",): one revision against itself
 
 
 def prepare_baseline(revision: str, cache: Path, say: Any) -> Variant:
@@ -71,7 +72,7 @@ def prepare_baseline(revision: str, cache: Path, say: Any) -> Variant:
 
 def run_variant(variant: Variant, round_: int, sim: str, say: Any) -> list[dict[str, Any]]:
     """One round of one variant: its cluster up, both scenarios on both mesh setups, down."""
-    bench = Bench(sim, AB, say, variant.nodemesh)
+    bench = Bench(sim, AB, say, variant.nodemesh, variant.agent_args)
     st = bench.bring_up()  # a sim already up under that name is another run's: not taken down
     try:
         for scenario, args in bench.scenarios():
@@ -129,13 +130,21 @@ def markdown(rows: list[dict[str, Any]], variants: list[Variant], rounds: int) -
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-ab"),
               show_default=True, help="Where results.json and report.md go.")
 @click.option("--name", "sim", default="benchab", show_default=True, help="Name of the simulated cluster.")
-def bench_ab(baseline: str, rounds: int, cache: Path, out: Path, sim: str) -> None:
+@click.option("--baseline-agent-arg", "baseline_agent_args", multiple=True, metavar="ARG",
+              help="Extra argument for A's agents (repeatable); with --baseline HEAD, measures a flag: "
+                   "e.g. --baseline HEAD --baseline-agent-arg=--no-metrics.")
+@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
+              help="Extra argument for B's agents (repeatable).")
+def bench_ab(baseline: str, rounds: int, cache: Path, out: Path, sim: str, baseline_agent_args: tuple[str, ...],
+             agent_args: tuple[str, ...]) -> None:
     """Measure this checkout (B) against a baseline revision (A), alternating, in one run."""
     def say(line: str) -> None:
         click.echo(line, err=True)
 
-    variants = [prepare_baseline(baseline, cache, say),
-                Variant("B this checkout", str(Path(sys.executable).parent / "nodemesh"))]
+    base = prepare_baseline(baseline, cache, say)
+    variants = [Variant(" ".join((base.name, *baseline_agent_args)), base.nodemesh, baseline_agent_args),
+                Variant(" ".join(("B this checkout", *agent_args)), str(Path(sys.executable).parent / "nodemesh"),
+                        agent_args)]
     started = time.monotonic()
     records: list[dict[str, Any]] = []
     for r, variant in schedule(variants, rounds):

@@ -75,9 +75,12 @@ class Setup:
 
 
 class Bench:
-    def __init__(self, sim: str, profile: Profile, say: Any, nodemesh: str | None = None) -> None:
-        """``nodemesh``: the CLI whose code runs the cluster (by default this virtualenv's)."""
+    def __init__(self, sim: str, profile: Profile, say: Any, nodemesh: str | None = None,
+                 agent_args: tuple[str, ...] = ()) -> None:
+        """``nodemesh``: the CLI whose code runs the cluster (by default this virtualenv's);
+        ``agent_args``: added to every agent's command line."""
         self.sim = sim
+        self.agent_args = agent_args
         self.profile = profile
         self.say = say
         self.nodemesh = nodemesh or str(Path(sys.executable).parent / "nodemesh")
@@ -138,7 +141,7 @@ class Bench:
         """
         file = Path(str(resources.files("nodemesh.tools.bench") / "cluster.yaml"))
         self.say(f"bringing up the benchmark cluster ({file.name})")
-        self.cli("sim", "up", "-f", str(file), "--name", self.sim)
+        self.cli("sim", "up", "-f", str(file), "--name", self.sim, *(f"--agent-arg={a}" for a in self.agent_args))
         try:
             st = self.status()
             for pod in st["pods"]:

@@ -48,18 +48,20 @@ def sim() -> None:
 @click.option("--controller-arg", "controller_args", multiple=True, metavar="ARG",
               help="Extra argument for `nodemesh controller`, e.g. --controller-arg=--cert-lifetime=1h "
                    "(repeatable).")
+@click.option("--agent-arg", "agent_args", multiple=True, metavar="ARG",
+              help="Extra argument for every `nodemesh agent`, e.g. --agent-arg=--access-log=off (repeatable).")
 @click.option("--prometheus", "with_prometheus", is_flag=True,
               help="Also run a Prometheus scraping the agents and the controller, reachable at "
                    "http://127.0.0.1:PORT on this host (see --prometheus-port).")
 @_prometheus_port_option
 @_sim_option
-def up(file: Path, sim: str, controller_args: tuple[str, ...], with_prometheus: bool,
+def up(file: Path, sim: str, controller_args: tuple[str, ...], agent_args: tuple[str, ...], with_prometheus: bool,
        prometheus_port: int) -> None:
     """Create the cluster in FILE, start the controller, the agents and the pods; wait until ready."""
-    from nodemesh.tools.sim.cluster import up as bring_up
+    from nodemesh.tools.sim.cluster import ExtraArgs, up as bring_up
 
     names = _names(sim)
-    state = bring_up(file, names, click.echo, controller_args,
+    state = bring_up(file, names, click.echo, ExtraArgs(controller_args, agent_args),
                      prometheus_port if with_prometheus else None)
     for ref, svc in state.services.items():
         click.echo(f"service {ref}: {svc['vip']}")

@@ -10,6 +10,7 @@ failing, Ctrl-C included, tears down what was made before the error is shown. A 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -50,8 +51,15 @@ def nodemesh_argv(*args: str) -> list[str]:
     return [str(Path(venv_bin()) / "nodemesh"), *args]
 
 
-def new_state(plan: ClusterPlan, names: SimNames, file: Path,
-              controller_args: tuple[str, ...] = ()) -> SimState:
+@dataclass(frozen=True)
+class ExtraArgs:
+    """Arguments added to the components' own (``sim up --controller-arg/--agent-arg``)."""
+
+    controller: tuple[str, ...] = ()
+    agent: tuple[str, ...] = ()
+
+
+def new_state(plan: ClusterPlan, names: SimNames, file: Path, extra: ExtraArgs = ExtraArgs()) -> SimState:
     """The state of a sim about to be made from ``plan``: names, addresses and argv, no pids yet.
 
     Agents verify the controller with the CA root it makes in its state directory on first
@@ -66,7 +74,7 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path,
         argv=nodemesh_argv("controller", "--file", state.file,
                            "--state-dir", str(names.controller_state_dir),
                            "--listen", state.controller["address"],
-                           "--node-tokens", str(names.node_tokens), *controller_args),
+                           "--node-tokens", str(names.node_tokens), *extra.controller),
         env=process_env({}), netns=names.netns_path(names.controller_netns),
         cgroup=str(names.controller_cgroup), log=str(names.component_log(CONTROLLER)),
         ready={"tcp": {"host": CONTROLLER_IP, "port": CONTROLLER_PORT}})
@@ -82,7 +90,7 @@ def new_state(plan: ClusterPlan, names: SimNames, file: Path,
                                "--token-file", str(names.node_token(node.name)),
                                "--cgroup", str(names.node_cgroup(node.name)),
                                "--pod-netns-template", names.pod_netns_template,
-                               "--bpffs-dir", str(names.node_bpf_dir(node.name))),
+                               "--bpffs-dir", str(names.node_bpf_dir(node.name)), *extra.agent),
             env=process_env({}), netns=names.netns_path(netns),
             cgroup=str(names.agent_cgroup(node.name)), log=str(names.component_log(component)),
             ready={"http": {"port": READINESS_PORT, "path": "/healthz/ready"}})
@@ -126,10 +134,9 @@ def start_components(state: SimState, names: SimNames, components: list[str],
         wait_ready({name: state.processes[name] for name in components}, READY_TIMEOUT)
 
 
-def lay_out(plan: ClusterPlan, names: SimNames, file: Path,
-            controller_args: tuple[str, ...] = ()) -> SimState:
+def lay_out(plan: ClusterPlan, names: SimNames, file: Path, extra: ExtraArgs = ExtraArgs()) -> SimState:
     """The sim's topology and its state file, with nothing running yet."""
-    state = new_state(plan, names, file, controller_args)
+    state = new_state(plan, names, file, extra)
     state.save(names)
     topology.build(plan, names)
     return state
@@ -167,7 +174,7 @@ def add_prometheus(names: SimNames, host_port: int) -> SimState:
 
 
 def up(file: Path, names: SimNames, say: Callable[[str], None],
-       controller_args: tuple[str, ...] = (), prometheus_port: int | None = None) -> SimState:
+       extra: ExtraArgs = ExtraArgs(), prometheus_port: int | None = None) -> SimState:
     """Bring the sim described by ``file`` up, with a Prometheus on the host's
     ``prometheus_port`` if given; on any failure leave nothing behind."""
     require_root()
@@ -179,7 +186,7 @@ def up(file: Path, names: SimNames, say: Callable[[str], None],
     try:
         plan = plan_from_file(file, names.controller_state_dir)
         write_tokens(names, [node.name for node in plan.nodes])
-        state = lay_out(plan, names, file, controller_args)
+        state = lay_out(plan, names, file, extra)
         say(f"topology: {len(plan.nodes)} nodes, {len(plan.pods)} pods")
         start_components(state, names, [CONTROLLER])
         say(f"controller ready at {state.controller['address']}")

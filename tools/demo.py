@@ -6,7 +6,9 @@ connections from the client to the Service, and reports them from three points o
 client's (which endpoint answered), the source agent's and the destination agents' (what they
 relayed, over which mutual-TLS tunnel, with which workload identities). Then a pod outside the
 mesh connects to a meshed pod directly: its own agent does not steer it, and the destination's
-agent takes it as plaintext (the namespace is PERMISSIVE). Tears down unless ``--keep``.
+agent takes it as plaintext (the namespace is PERMISSIVE). Last, when Prometheus is installed,
+the sim's Prometheus starts and says what the agents counted: the same connections, as metrics.
+Tears down unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import click
 
 from nodemesh.errors import UserError
+from nodemesh.tools.sim.cli import prometheus_port_option
 
 CONNECTIONS = 20
 PAYLOAD = 1024
@@ -50,16 +53,25 @@ class Demo:
     def connections(self, node: str) -> dict[str, Any]:
         return self.admin(node, "/connections")
 
-    def run(self, keep: bool) -> None:
+    def run(self, keep: bool, prometheus_port: int | None) -> None:
+        """The demo; with ``prometheus_port``, metrics last (skipped when Prometheus is not installed)."""
+        from nodemesh.tools.sim import prometheus
         from nodemesh.tools.sim.cluster import status, up
 
         say = click.echo
         sim = self.names.sim
+        if prometheus_port is not None and not prometheus.installed():
+            say(f"(Prometheus is not installed, so no metrics at the end: {prometheus.SETUP_HINT})")
+            prometheus_port = None
+        if prometheus_port is not None:
+            prometheus.check_port(prometheus_port)  # before anything is made
         say(f"nodemesh demo: bringing up {bundled_example()}")
         up(bundled_example(), self.names, lambda line: say(f"  {line}"))  # leaves nothing if it fails
         try:
             st = status(self.names)
             self.show(st)
+            if prometheus_port is not None:
+                self.show_metrics(prometheus_port)
         except BaseException:
             # the error itself is shown once, by `nodemesh`; here only what became of the cluster
             if keep:
@@ -73,7 +85,9 @@ class Demo:
                 f"  nodemesh sim status --name {sim}\n"
                 f"  nodemesh sim exec --name {sim} shop/client -- "
                 f"python3 -m nodemesh.tools.apps.client {vip}:80 --count 10\n"
-                f"  nodemesh sim down --name {sim}")
+                + (f"  open {prometheus.url(prometheus_port)} (Prometheus; the dashboards of "
+                   "telemetry/grafana/ read it, see docs/dashboards.md)\n" if prometheus_port else "")
+                + f"  nodemesh sim down --name {sim}")
         else:
             self.tear_down()
 
@@ -139,6 +153,27 @@ class Demo:
         say(f"   the agent on {target_node} took {plaintext} as plaintext inbound (eBPF sk_lookup into 15006): "
             f"namespace shop is PERMISSIVE, so they were let through and marked as not mutual TLS.")
 
+    def show_metrics(self, port: int) -> None:
+        from nodemesh.tools.sim.cluster import add_prometheus
+        from nodemesh.tools.sim.prometheus import query, scraped
+
+        say = click.echo
+        state = add_prometheus(self.names, port)
+        url = state.prometheus["url"]
+        say(f"\n3. Prometheus at {url}, in the controller's namespace, scraping every agent and the "
+            "controller every 2 s")
+        up = scraped(url, len(state.nodes) + 1)
+        say("   scraped: " + ", ".join(f"{target} {'up' if value == '1' else 'down'}"
+                                       for target, value in sorted(up.items())))
+        expr = "sum by (destination_service, reporter) (istio_tcp_connections_opened_total)"
+        say(f"   {expr}:")
+        rows = query(url, expr)
+        for row in sorted(rows, key=lambda r: sorted(r["metric"].items())):
+            say(f"     {row['metric'].get('destination_service', '-')}: {float(row['value'][1]):.0f} "
+                f"connections, counted by the {row['metric'].get('reporter', '?')}'s agent")
+        if not rows:
+            say("     nothing yet: the agents export no connection metrics (see the targets above)")
+
     def admin(self, node: str, path: str) -> Any:
         from nodemesh.tools.admin_client import fetch
 
@@ -159,6 +194,9 @@ def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tupl
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the cluster up afterwards.")
 @click.option("--name", "sim", default="demo", show_default=True, help="Name of the simulated cluster.")
-def demo(keep: bool, sim: str) -> None:
+@click.option("--prometheus/--no-prometheus", "with_prometheus", default=True, show_default=True,
+              help="End by starting the sim's Prometheus and showing the metrics (when installed).")
+@prometheus_port_option
+def demo(keep: bool, sim: str, with_prometheus: bool, prometheus_port: int) -> None:
     """Bring up the example cluster, send traffic through the mesh, show what happened."""
-    Demo(sim).run(keep)
+    Demo(sim).run(keep, prometheus_port if with_prometheus else None)

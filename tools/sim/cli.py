@@ -21,7 +21,8 @@ def _sim_option(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Which simulated cluster (env NODEMESH_SIM).")(command)
 
 
-def _prometheus_port_option(command: Callable[..., Any]) -> Callable[..., Any]:
+def prometheus_port_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--prometheus-port, for every command that starts a sim's Prometheus (`nodemesh demo` too)."""
     from nodemesh.tools.sim.prometheus import DEFAULT_HOST_PORT
 
     return click.option("--prometheus-port", type=click.IntRange(1, 65535), default=DEFAULT_HOST_PORT,
@@ -53,7 +54,7 @@ def sim() -> None:
 @click.option("--prometheus", "with_prometheus", is_flag=True,
               help="Also run a Prometheus scraping the agents and the controller, reachable at "
                    "http://127.0.0.1:PORT on this host (see --prometheus-port).")
-@_prometheus_port_option
+@prometheus_port_option
 @_sim_option
 def up(file: Path, sim: str, controller_args: tuple[str, ...], agent_args: tuple[str, ...], with_prometheus: bool,
        prometheus_port: int) -> None:
@@ -71,7 +72,7 @@ def up(file: Path, sim: str, controller_args: tuple[str, ...], agent_args: tuple
 
 
 @sim.command("prometheus")
-@_prometheus_port_option
+@prometheus_port_option
 @_sim_option
 def prometheus_(sim: str, prometheus_port: int) -> None:
     """Add a Prometheus to a sim that is up (what `sim up --prometheus` starts)."""

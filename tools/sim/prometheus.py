@@ -20,6 +20,7 @@ import json
 import shutil
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -137,3 +138,11 @@ def query(base_url: str, expr: str, timeout: float = 10.0) -> list[dict[str, Any
     except OSError as exc:
         raise SimError(f"Prometheus at {base_url} unreachable: {exc}") from None
     return body["data"]["result"]
+
+
+def scraped(base_url: str, targets: int, timeout: float = 20.0) -> dict[str, str]:
+    """Wait until each of ``targets`` has been scraped once; ``up`` per target (node or job)."""
+    deadline = time.monotonic() + timeout
+    while len(up := query(base_url, "up")) < targets and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return {r["metric"].get("node", r["metric"]["job"]): r["value"][1] for r in up}

@@ -2,7 +2,7 @@
 
 Real agents, real traffic: a client sends N bytes and the echo server answers its name line and
 the same N bytes back, so each side's counters are known to the byte. Scraped from each agent's
-:15020 inside its node's namespace, as Prometheus does (tests/e2e/test_dashboards.py covers the
+:15020 inside its node's namespace, as Prometheus does (tests/e2e/test_dashboard_queries.py covers the
 real Prometheus).
 """
 

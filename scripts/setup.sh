@@ -40,9 +40,10 @@ if ! installed prometheus; then
     fi
     [ "${#missing[@]}" -gt 0 ] || apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
-fi
-if command -v systemctl >/dev/null && systemctl -q is-enabled prometheus 2>/dev/null; then
-    systemctl disable --now prometheus 2>/dev/null || systemctl disable prometheus
+    # only right after installing it: a host's own use of that service is not ours to undo later
+    if command -v systemctl >/dev/null && systemctl -q is-enabled prometheus 2>/dev/null; then
+        systemctl disable --now prometheus 2>/dev/null || systemctl disable prometheus
+    fi
 fi
 
 # bcc compiles against /lib/modules/$(uname -r)/{build,source}. When the running kernel has no

@@ -64,7 +64,7 @@ class Demo:
             say(f"(Prometheus is not installed, so no metrics at the end: {prometheus.SETUP_HINT})")
             prometheus_port = None
         if prometheus_port is not None:
-            prometheus.check_port(prometheus_port)  # before anything is made
+            prometheus.preflight(prometheus_port)
         say(f"nodemesh demo: bringing up {bundled_example()}")
         up(bundled_example(), self.names, lambda line: say(f"  {line}"))  # leaves nothing if it fails
         try:

@@ -114,9 +114,13 @@ def _all_up(cluster: PrometheusCluster) -> None:
     assert down == [], down
 
 
-def test_prometheus_scrapes_every_agent_and_the_controller(cluster: PrometheusCluster) -> None:
+def _wait_until_scraped(cluster: PrometheusCluster) -> None:
     eventually(lambda: _all_up(cluster), timeout=30, interval=1,
                what="every target up (the agents' and the controller's /metrics, docs/telemetry.md)")
+
+
+def test_prometheus_scrapes_every_agent_and_the_controller(cluster: PrometheusCluster) -> None:
+    _wait_until_scraped(cluster)
 
 
 def _label_values(cluster: PrometheusCluster, variable_query: str) -> list[str]:
@@ -140,7 +144,7 @@ def _chosen_values(cluster: PrometheusCluster) -> dict[str, str]:
 
 
 def test_every_panel_query_of_every_dashboard_returns_data(cluster: PrometheusCluster) -> None:
-    test_prometheus_scrapes_every_agent_and_the_controller(cluster)
+    _wait_until_scraped(cluster)
     values = eventually(lambda: _chosen_values(cluster), timeout=30, interval=1,
                         what="the variables' queries to list the cluster's namespace, workload and node")
     all_targets = [t for name, board in dashboards().items() for t in targets(name, board)]
@@ -154,7 +158,7 @@ def test_every_panel_query_of_every_dashboard_returns_data(cluster: PrometheusCl
 
 def test_every_metric_the_dashboards_name_is_one_prometheus_scraped(cluster: PrometheusCluster) -> None:
     """Also the ones only an `or vector(0)` fallback would hide (a refusal never happened)."""
-    test_prometheus_scrapes_every_agent_and_the_controller(cluster)
+    _wait_until_scraped(cluster)
     named = {metric for board in dashboards().values() for t in targets("", board)
              for metric in _METRIC.findall(t.expr)}
     families = set(cluster.api("metadata"))  # as the targets' TYPE lines name them

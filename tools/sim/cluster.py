@@ -167,8 +167,7 @@ def add_prometheus(names: SimNames, host_port: int) -> SimState:
     if running:
         raise SimError(f"sim {names.sim!r} already has a Prometheus at {state.prometheus['url']}: "
                        f"`nodemesh sim stop --name {names.sim} {running[0]}` stops it")
-    prometheus.binary()
-    prometheus.check_port(host_port)
+    prometheus.preflight(host_port)
     start_prometheus(state, names, host_port)
     return state
 
@@ -179,9 +178,8 @@ def up(file: Path, names: SimNames, say: Callable[[str], None],
     ``prometheus_port`` if given; on any failure leave nothing behind."""
     require_root()
     _ensure_absent(names)
-    if prometheus_port is not None:  # what a user can fix, said before building anything
-        prometheus.binary()
-        prometheus.check_port(prometheus_port)
+    if prometheus_port is not None:
+        prometheus.preflight(prometheus_port)
     names.logs_dir.mkdir(parents=True)
     try:
         plan = plan_from_file(file, names.controller_state_dir)

@@ -101,6 +101,12 @@ def check_port(port: int) -> None:
                               if taken else exc.strerror)) from None
 
 
+def preflight(host_port: int) -> None:
+    """What a user can fix, said before anything is started: no prometheus, or the port taken."""
+    binary()
+    check_port(host_port)
+
+
 def components(state: SimState, names: SimNames, host_port: int) -> dict[str, ProcessRecord]:
     """The records of Prometheus and its forward; writes the config they start with."""
     names.prometheus_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from pyroute2 import IPRoute, netns
 from nodemesh.netns import Netns
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
+from nodemesh.tools.sim.process import start_time
 from nodemesh.tools.sim.prometheus import CALLER_NETNS, query
 
 pytestmark = pytest.mark.kernel
@@ -141,18 +142,17 @@ def test_sim_up_with_prometheus_scrapes_every_agent_and_the_controller(sim_names
         groups = json.load(response)["data"]["groups"]
     assert {g["name"] for g in groups} == {"nodemesh-recording", "nodemesh-alerts"}
 
-    # the Prometheus lives in the controller's namespace, not the host's
-    prometheus_pid = status["processes"]["prometheus"]["pid"]
-    assert os.readlink(f"/proc/{prometheus_pid}/ns/net") == os.readlink(
-        f"/proc/{_netns_holder(names)}/ns/net")
+    # Prometheus lives in the controller's namespace (the controller's own), not the host's
+    pids = {c: status["processes"][c]["pid"] for c in ("prometheus", "prometheus-forward", "controller")}
+    assert os.readlink(f"/proc/{pids['prometheus']}/ns/net") == os.readlink(f"/proc/{pids['controller']}/ns/net")
+    assert os.readlink(f"/proc/{pids['prometheus-forward']}/ns/net") == os.readlink("/proc/self/ns/net")
+
+    # down finds both by the sim's cgroup and namespaces, even with the state file gone
+    names.state_path.unlink()
     assert cli("sim", "down", "--name", names.sim).returncode == 0
     assert leftovers(names) == []
+    assert not any(start_time(pid) for pid in pids.values())
     assert not _listening(HOST_NETNS, port)
-
-
-def _netns_holder(names: SimNames) -> int:
-    """A process in the controller's namespace: the controller itself."""
-    return json.loads(Path(names.state_path).read_text())["processes"]["controller"]["pid"]
 
 
 def test_a_taken_prometheus_port_stops_sim_up_before_it_makes_anything(sim_names, cli) -> None:

@@ -65,7 +65,9 @@ class Connection:
     parent_span_id: int = 0
     down: Pipe | None = None
     up: Pipe | None = None
-    totals: traffic.Totals | None = None  # its label set's, once established (metrics on)
+    # Its label sets' totals once established (metrics on): the reporter's, and on the same-node
+    # path, where this one agent is both sides, the destination reporter's too.
+    counted: tuple[traffic.Totals, ...] = ()
 
     @property
     def received(self) -> int:
@@ -127,13 +129,14 @@ class ConnectionTable:
         self.totals[(conn.direction, reason)] += 1
         conn.outcome, conn.failure, conn.ended = reason, str(detail), time.time()
         if self.traffic is not None:
-            totals = self.traffic.entry(self._key(conn, traffic.response_flag(reason)))
-            totals.opened += 1
-            totals.failed += 1
-            totals.closed += 1
-            totals.received += conn.received
-            totals.sent += conn.sent
-            totals.duration.observe(conn.ended - conn.started)
+            for key in self._keys(conn, traffic.response_flag(reason)):
+                totals = self.traffic.entry(key)
+                totals.opened += 1
+                totals.failed += 1
+                totals.closed += 1
+                totals.received += conn.received
+                totals.sent += conn.sent
+                totals.duration.observe(conn.ended - conn.started)
         for observer in self.observers:
             observer(conn)
 
@@ -143,8 +146,9 @@ class ConnectionTable:
         conn.outcome = "ok"
         conn.connect_seconds = time.monotonic() - conn.opened_at
         if self.traffic is not None:
-            conn.totals = self.traffic.entry(self._key(conn, traffic.OK_FLAG))
-            conn.totals.opened += 1
+            conn.counted = tuple(self.traffic.entry(key) for key in self._keys(conn, traffic.OK_FLAG))
+            for totals in conn.counted:
+                totals.opened += 1
             self.traffic.connected((traffic.REPORTER[conn.direction], traffic.service_labels(conn.service)[0],
                                     conn.via), conn.connect_seconds)
 
@@ -155,8 +159,7 @@ class ConnectionTable:
         conn.ended = time.time()
         self.bytes[f"{conn.direction}_from_downstream"] += received
         self.bytes[f"{conn.direction}_from_upstream"] += sent
-        totals = conn.totals
-        if totals is not None:
+        for totals in conn.counted:
             totals.closed += 1
             totals.received += received
             totals.sent += sent
@@ -165,12 +168,17 @@ class ConnectionTable:
             observer(conn)
 
     @staticmethod
-    def _key(conn: Connection, flag: str) -> traffic.Key:
-        return (traffic.REPORTER[conn.direction],
-                *traffic.peer_labels(conn.source_workload, conn.source_identity),
-                *traffic.peer_labels(conn.destination_workload, conn.destination_identity),
-                *traffic.service_labels(conn.service), traffic.PROTOCOL, flag,
-                conn.connection_security_policy or traffic.UNKNOWN)
+    def _keys(conn: Connection, flag: str) -> tuple[traffic.Key, ...]:
+        """The label sets the connection counts under: its reporter's, and on the same-node path
+        the destination's as well, as ztunnel reports it (a workload's inbound view must
+        include clients on its own node)."""
+        labels = (*traffic.peer_labels(conn.source_workload, conn.source_identity),
+                  *traffic.peer_labels(conn.destination_workload, conn.destination_identity),
+                  *traffic.service_labels(conn.service), traffic.PROTOCOL, flag,
+                  conn.connection_security_policy or traffic.UNKNOWN)
+        if conn.via == "local":
+            return (("source", *labels), ("destination", *labels))
+        return ((traffic.REPORTER[conn.direction], *labels),)
 
     def snapshot(self) -> dict[str, object]:
         return {

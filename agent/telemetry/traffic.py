@@ -29,8 +29,8 @@ class TrafficCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         live: dict[int, list[int]] = {}  # id of a label set's totals -> [received, sent] of open connections
         for conn in self.table.in_flight.values():
-            if conn.totals is not None:  # established (before, nothing was relayed)
-                pair = live.setdefault(id(conn.totals), [0, 0])
+            for totals in conn.counted:  # established (before, nothing was relayed)
+                pair = live.setdefault(id(totals), [0, 0])
                 pair[0] += conn.received
                 pair[1] += conn.sent
         families = {name: CounterMetricFamily(name, doc, labels=LABELS) for name, doc in (

@@ -87,11 +87,13 @@ def test_same_node_traffic_is_reported_by_the_one_agent_as_both_reporters(cluste
     tally = cluster.client("shop/client", f"{cluster.vip('shop/near')}:80", count=count, payload=payload)
     assert tally["failed"] == 0, tally
     match = {"destination_service": "near.shop.svc.cluster.local", "connection_security_policy": "mutual_tls"}
-    cluster.wait_for("the source's count", lambda: _assert_equal(
-        total(cluster, "node-a", "istio_tcp_connections_closed_total", reporter="source", **match), count))
-    assert total(cluster, "node-a", "istio_tcp_received_bytes_total", reporter="source", **match) == count * payload
-    assert total(cluster, "node-a", "istio_tcp_sent_bytes_total", reporter="source", **match) == count * (
-        len("near\n") + payload)
+    for reporter in ("source", "destination"):
+        cluster.wait_for(f"the {reporter}'s count", lambda: _assert_equal(
+            total(cluster, "node-a", "istio_tcp_connections_closed_total", reporter=reporter, **match), count))
+        assert total(cluster, "node-a", "istio_tcp_received_bytes_total", reporter=reporter, **match) == count * payload
+        assert total(cluster, "node-a", "istio_tcp_sent_bytes_total", reporter=reporter, **match) == count * (
+            len("near\n") + payload)
+    assert total(cluster, "node-b", "istio_tcp_connections_opened_total", **match) == 0  # no other agent saw it
 
 
 def test_plaintext_from_outside_the_mesh_is_security_policy_none(cluster: SimCluster) -> None:

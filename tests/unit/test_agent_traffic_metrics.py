@@ -112,3 +112,22 @@ def test_with_metrics_off_the_table_keeps_no_label_sets() -> None:
     table.established(conn)
     table.closed(conn)
     assert table.traffic is None and dict(table.totals) == {(OUTBOUND, "ok"): 1}
+
+
+def test_the_same_node_path_counts_under_both_reporters() -> None:
+    """One agent is both sides: a workload's inbound view must see its own node's clients too."""
+    table = ConnectionTable()
+    conn = outbound(table, via="local")
+    conn.down, conn.up = pair(lambda pipe, exc: None)
+    table.established(conn)
+    conn.down.received, conn.up.received = 7, 9
+    live = scrape(table)
+    assert sorted((l["reporter"], v) for l, v in live["istio_tcp_received_bytes_total"]) == [
+        ("destination", 7), ("source", 7)]  # while open, for both
+    table.closed(conn)
+    table.failed(outbound(table, via="local"), "denied")
+    metrics = scrape(table)
+    closed = {(l["reporter"], l["response_flags"]): v for l, v in metrics["istio_tcp_connections_closed_total"]}
+    assert closed == {("source", "-"): 1, ("destination", "-"): 1, ("source", "DENY"): 1, ("destination", "DENY"): 1}
+    assert sorted((l["reporter"], v) for l, v in metrics["istio_tcp_sent_bytes_total"] if l["response_flags"] == "-") == [
+        ("destination", 9), ("source", 9)]

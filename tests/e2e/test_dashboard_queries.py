@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 from dashboard_queries import dashboards, fill, targets, variables
 from eventually import eventually
-from simcluster import SimCluster, idle_pod, namespace, nodemesh, server_pod
+from simcluster import NODEMESH, SimCluster, idle_pod, namespace, nodemesh, server_pod
 
 from nodemesh.tools.sim.prometheus import query
 
@@ -85,12 +86,29 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusClus
     file = tmp_path_factory.mktemp(SIM) / "cluster.yaml"
     file.write_text(CLUSTER)
     cluster = PrometheusCluster(SIM, file)
+    held = None
     try:
         cluster.up()
         _send_traffic(cluster)
+        held = _hold_a_tunnel(cluster)
         yield cluster
     finally:
+        if held is not None:
+            held.kill()
+            held.wait()
         cluster.down()
+
+
+def _hold_a_tunnel(cluster: PrometheusCluster) -> subprocess.Popen[str]:
+    """A connection from node-a to node-b kept open, so that the tunnel panels have a tunnel to
+    show however long the checks take (an idle one closes after a minute)."""
+    target = cluster.pod_ip("shop/catalog-b")
+    held = subprocess.Popen(
+        [NODEMESH, "sim", "exec", "--name", cluster.name, "shop/client", "--", "python3", "-c",
+         f"import socket,time; s=socket.create_connection(('{target}',8080)); s.recv(100); "
+         "print('open', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert held.stdout is not None and held.stdout.readline().strip() == "open"
+    return held
 
 
 def _send_traffic(cluster: PrometheusCluster) -> None:
@@ -149,11 +167,12 @@ def test_every_panel_query_of_every_dashboard_returns_data(cluster: PrometheusCl
                         what="the variables' queries to list the cluster's namespace, workload and node")
     all_targets = [t for name, board in dashboards().items() for t in targets(name, board)]
 
-    def empty() -> list[str]:
-        return [str(t) for t in all_targets if not query(cluster.url, fill(t.expr, values))]
+    def none_empty() -> None:
+        empty = [str(t) for t in all_targets if not query(cluster.url, fill(t.expr, values))]
+        assert empty == [], f"{len(empty)} of {len(all_targets)} targets empty: {empty}"
 
     # as soon as every series has been scraped twice (rate() needs two samples)
-    eventually(lambda: empty() == [], timeout=60, interval=2, what="every panel to show data")
+    eventually(none_empty, timeout=60, interval=2, what="every panel to show data")
 
 
 def test_every_metric_the_dashboards_name_is_one_prometheus_scraped(cluster: PrometheusCluster) -> None:

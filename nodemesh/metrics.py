@@ -2,7 +2,8 @@
 
 Both sides expose Prometheus text with prometheus-client. Each process builds one registry
 (``new_registry``) holding the process metrics every exporter has (CPU, RSS, open fds),
-Istio's ``istio_build{component,tag}``, and the process's own collectors.
+Istio's ``istio_build{component,tag}``, and the process's own collectors, which declare their
+families once each (``Family``) and make them from what they read at scrape time.
 
 ``Buckets`` is a histogram for code that runs on one thread (the proxy's loop): observing is a
 bisect and two additions, with no lock and no label lookup, because the collector that owns it
@@ -13,10 +14,11 @@ turns it into a metric family only when Prometheus scrapes. prometheus-client's 
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -56,13 +58,35 @@ class Buckets:
         return out
 
 
-def histogram_family(name: str, documentation: str, labelnames: Sequence[str],
-                     series: Iterable[tuple[Sequence[str], Buckets]]) -> HistogramMetricFamily:
-    """One metric family from ``(label values, buckets)`` pairs."""
-    family = HistogramMetricFamily(name, documentation, labels=list(labelnames))
-    for values, buckets in series:
-        family.add_metric(list(values), buckets.cumulative(), buckets.sum)
-    return family
+_Kind = type[GaugeMetricFamily] | type[CounterMetricFamily] | type[HistogramMetricFamily]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A metric family's type, name, help and labels, declared once: a collector's ``describe``
+    (``new``) and its ``collect`` (``of``, ``histogram``) make their families from it."""
+
+    kind: _Kind
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+    def new(self) -> Metric:
+        return self.kind(self.name, self.documentation, labels=list(self.labels))
+
+    def of(self, samples: Mapping[tuple[str, ...], float]) -> Metric:
+        """The gauge or counter with a sample per label values."""
+        family = self.new()
+        for values, value in samples.items():
+            family.add_metric(list(values), value)  # type: ignore[attr-defined]
+        return family
+
+    def histogram(self, series: Iterable[tuple[Sequence[str], Buckets]]) -> Metric:
+        """The histogram with a series per ``(label values, buckets)`` pair."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, buckets in series:
+            family.add_metric(list(values), buckets.cumulative(), buckets.sum)
+        return family
 
 
 class _BuildInfo(Collector):

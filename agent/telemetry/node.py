@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -31,74 +31,48 @@ from nodemesh.agent.proxy.hbone.server import REFUSED_IDENTITY
 from nodemesh.agent.proxy.hbone.tunnel import Tunnel
 from nodemesh.agent.proxy.node import NodeProxy
 from nodemesh.agent.telemetry.looplag import LoopLag
-from nodemesh.metrics import Buckets, histogram_family
+from nodemesh.metrics import Family
 
 UNKNOWN = "unknown"  # a peer node the view does not name (the catalog's word for any unknown value)
 OK = "ok"
 NO_CERTIFICATE = "no_certificate"  # refused for want of a valid certificate (the pool's word, outbound)
 
-_Kind = type[GaugeMetricFamily] | type[CounterMetricFamily] | type[HistogramMetricFamily]
-
-
-@dataclass(frozen=True)
-class _Family:
-    """A metric family's type, name, help and labels: what ``describe`` and ``collect`` share."""
-
-    kind: _Kind
-    name: str
-    documentation: str
-    labels: tuple[str, ...] = ()
-
-    def new(self) -> Metric:
-        return self.kind(self.name, self.documentation, labels=list(self.labels))
-
-    def of(self, samples: Mapping[tuple[str, ...], float]) -> Metric:
-        """The gauge or counter with a sample per label values."""
-        family = self.new()
-        for values, value in samples.items():
-            family.add_metric(list(values), value)  # type: ignore[attr-defined]
-        return family
-
-    def histogram(self, series: Mapping[tuple[str, ...], Buckets]) -> Metric:
-        return histogram_family(self.name, self.documentation, self.labels, series.items())
-
-
-TUNNELS = _Family(GaugeMetricFamily, "nodemesh_tunnels",
+TUNNELS = Family(GaugeMetricFamily, "nodemesh_tunnels",
                   "Live HBONE connections, by direction and the node at the other end.",
                   ("direction", "peer_node"))
-TUNNEL_STREAMS = _Family(GaugeMetricFamily, "nodemesh_tunnel_streams",
+TUNNEL_STREAMS = Family(GaugeMetricFamily, "nodemesh_tunnel_streams",
                          "Streams open on the live HBONE connections.", ("direction", "peer_node"))
-HANDSHAKES = _Family(CounterMetricFamily, "nodemesh_tls_handshakes_total",
+HANDSHAKES = Family(CounterMetricFamily, "nodemesh_tls_handshakes_total",
                      "HBONE TLS handshakes by result: ok, or the outcome that failed the connection. "
                      "Inbound, only refused identities and certificates are seen: the TLS layer drops "
                      "other failed handshakes before the agent's code runs.", ("direction", "result"))
-HANDSHAKE_SECONDS = _Family(HistogramMetricFamily, "nodemesh_tls_handshake_duration_seconds",
+HANDSHAKE_SECONDS = Family(HistogramMetricFamily, "nodemesh_tls_handshake_duration_seconds",
                             "Seconds to set up an HBONE connection that succeeded: outbound from the TCP "
                             "connect to the server's identity checked, inbound from the TCP accept to the "
                             "handshake done.", ("direction",))
-CERTIFICATE_EXPIRY = _Family(GaugeMetricFamily, "nodemesh_certificate_expiry_timestamp_seconds",
+CERTIFICATE_EXPIRY = Family(GaugeMetricFamily, "nodemesh_certificate_expiry_timestamp_seconds",
                              "When the earliest of this node's certificates for an identity expires "
                              "(Unix time).", ("identity",))
-CONFIG_VERSION = _Family(GaugeMetricFamily, "nodemesh_xds_config_version",
+CONFIG_VERSION = Family(GaugeMetricFamily, "nodemesh_xds_config_version",
                          "The config version the agent applied last (0: none yet).")
-CONFIG_UPDATES = _Family(CounterMetricFamily, "nodemesh_xds_updates_total",
+CONFIG_UPDATES = Family(CounterMetricFamily, "nodemesh_xds_updates_total",
                          "Config updates from the controller, accepted or rejected.", ("result",))
-CONFIG_CONNECTED = _Family(GaugeMetricFamily, "nodemesh_xds_connected",
+CONFIG_CONNECTED = Family(GaugeMetricFamily, "nodemesh_xds_connected",
                            "1 while the config stream to the controller is up.")
-CONFIG_DISCONNECTS = _Family(CounterMetricFamily, "nodemesh_xds_disconnects_total",
+CONFIG_DISCONNECTS = Family(CounterMetricFamily, "nodemesh_xds_disconnects_total",
                              "Config streams to the controller lost after they came up.")
-ENROLLED_PODS = _Family(GaugeMetricFamily, "nodemesh_enrolled_pods",
+ENROLLED_PODS = Family(GaugeMetricFamily, "nodemesh_enrolled_pods",
                         "This node's meshed pods that the agent serves.")
-PENDING_PODS = _Family(GaugeMetricFamily, "nodemesh_pending_pods",
+PENDING_PODS = Family(GaugeMetricFamily, "nodemesh_pending_pods",
                        "This node's meshed pods not enrolled yet (retried every second).")
-BPF_MAP_ENTRIES = _Family(GaugeMetricFamily, "nodemesh_bpf_map_entries",
+BPF_MAP_ENTRIES = Family(GaugeMetricFamily, "nodemesh_bpf_map_entries",
                           "Entries in each of the agent's BPF maps.", ("map",))
-BPF_MAP_CAPACITY = _Family(GaugeMetricFamily, "nodemesh_bpf_map_capacity",
+BPF_MAP_CAPACITY = Family(GaugeMetricFamily, "nodemesh_bpf_map_capacity",
                            "The most entries each of the agent's BPF maps can hold (max_entries).", ("map",))
-LOOP_LAG = _Family(HistogramMetricFamily, "nodemesh_event_loop_lag_seconds",
+LOOP_LAG = Family(HistogramMetricFamily, "nodemesh_event_loop_lag_seconds",
                    "How late the proxy's event loop ran a timer: what every relayed connection "
                    "waited behind other work.")
-READY = _Family(GaugeMetricFamily, "nodemesh_agent_ready",
+READY = Family(GaugeMetricFamily, "nodemesh_agent_ready",
                 "1 when the agent is ready (/healthz/ready answers 200), else 0.")
 
 FAMILIES = (TUNNELS, TUNNEL_STREAMS, HANDSHAKES, HANDSHAKE_SECONDS, CERTIFICATE_EXPIRY, CONFIG_VERSION,
@@ -142,7 +116,7 @@ class NodeCollector(Collector):
         maps = {**p.steering.maps(), **p.capture.maps()}
         yield BPF_MAP_ENTRIES.of({(name,): len(m) for name, m in maps.items()})
         yield BPF_MAP_CAPACITY.of({(name,): m.max_entries for name, m in maps.items()})
-        yield LOOP_LAG.histogram({(): self.lag.lags})
+        yield LOOP_LAG.histogram([((), self.lag.lags)])
         yield READY.of({(): 1 if p.ready() else 0})
 
 
@@ -170,8 +144,8 @@ def _handshakes(core: ProxyCore, certs: CertManager) -> Iterable[Metric]:
                (INBOUND, REFUSED_IDENTITY): core.table.totals[(INBOUND, REFUSED_IDENTITY)],
                (INBOUND, NO_CERTIFICATE): certs.refused_handshakes}
     yield HANDSHAKES.of(results)
-    yield HANDSHAKE_SECONDS.histogram({(OUTBOUND,): pool.handshake_durations,
-                                       (INBOUND,): server.handshake_durations})
+    yield HANDSHAKE_SECONDS.histogram([((OUTBOUND,), pool.handshake_durations),
+                                       ((INBOUND,), server.handshake_durations)])
 
 
 def _earliest_expiry(certs: CertManager) -> dict[tuple[str, ...], float]:

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from nodemesh.agent.proxy.conntrack import ConnectionTable
-from nodemesh.agent.proxy.traffic import CONNECT_LABELS, DURATION_LABELS, LABELS, Key, duration_key
-from nodemesh.metrics import DURATION_BUCKETS, Buckets, histogram_family
+from nodemesh.agent.proxy.traffic import CONNECT_LABELS, DURATION_LABELS, LABELS, Key, Totals, duration_key
+from nodemesh.metrics import DURATION_BUCKETS, Buckets, Family
+
+OPENED = Family(CounterMetricFamily, "istio_tcp_connections_opened",
+                "Connections opened (once the upstream answered, or failed).", LABELS)
+CLOSED = Family(CounterMetricFamily, "istio_tcp_connections_closed", "Connections closed, relayed or failed.", LABELS)
+FAILED = Family(CounterMetricFamily, "istio_tcp_connections_failed",
+                "Connections that failed; response_flags says why.", LABELS)
+RECEIVED = Family(CounterMetricFamily, "istio_tcp_received_bytes", "Bytes received from the client.", LABELS)
+SENT = Family(CounterMetricFamily, "istio_tcp_sent_bytes", "Bytes sent toward the client.", LABELS)
+DURATION = Family(HistogramMetricFamily, "nodemesh_tcp_connection_duration_seconds",
+                  "How long connections lived, from accept to close.", DURATION_LABELS)
+CONNECT = Family(HistogramMetricFamily, "nodemesh_upstream_connect_duration_seconds",
+                 "Time from accept to the upstream's answer, per destination service.", CONNECT_LABELS)
 
 
 class TrafficCollector(Collector):
@@ -33,28 +45,14 @@ class TrafficCollector(Collector):
                 pair = live.setdefault(id(totals), [0, 0])
                 pair[0] += conn.received
                 pair[1] += conn.sent
-        families = {name: CounterMetricFamily(name, doc, labels=LABELS) for name, doc in (
-            ("istio_tcp_connections_opened", "Connections opened (once the upstream answered, or failed)."),
-            ("istio_tcp_connections_closed", "Connections closed, relayed or failed."),
-            ("istio_tcp_connections_failed", "Connections that failed; response_flags says why."),
-            ("istio_tcp_received_bytes", "Bytes received from the client."),
-            ("istio_tcp_sent_bytes", "Bytes sent toward the client."),
-        )}
+        totals: dict[Key, Totals] = self.traffic.totals
+        yield OPENED.of({key: t.opened for key, t in totals.items()})
+        yield CLOSED.of({key: t.closed for key, t in totals.items()})
+        yield FAILED.of({key: t.failed for key, t in totals.items()})
+        yield RECEIVED.of({key: t.received + live.get(id(t), (0, 0))[0] for key, t in totals.items()})
+        yield SENT.of({key: t.sent + live.get(id(t), (0, 0))[1] for key, t in totals.items()})
         durations: dict[Key, Buckets] = {}
-        for key, t in self.traffic.totals.items():
-            values = list(key)
-            received, sent = live.get(id(t), (0, 0))
-            families["istio_tcp_connections_opened"].add_metric(values, t.opened)
-            families["istio_tcp_connections_closed"].add_metric(values, t.closed)
-            families["istio_tcp_connections_failed"].add_metric(values, t.failed)
-            families["istio_tcp_received_bytes"].add_metric(values, t.received + received)
-            families["istio_tcp_sent_bytes"].add_metric(values, t.sent + sent)
-            merged = durations.setdefault(duration_key(key), Buckets(DURATION_BUCKETS))
-            merged.add(t.duration)
-        yield from families.values()
-        yield histogram_family("nodemesh_tcp_connection_duration_seconds",
-                               "How long connections lived, from accept to close.", DURATION_LABELS,
-                               durations.items())
-        yield histogram_family("nodemesh_upstream_connect_duration_seconds",
-                               "Time from accept to the upstream's answer, per destination service.",
-                               CONNECT_LABELS, self.traffic.connect.items())
+        for key, t in totals.items():
+            durations.setdefault(duration_key(key), Buckets(DURATION_BUCKETS)).add(t.duration)
+        yield DURATION.histogram(durations.items())
+        yield CONNECT.histogram(self.traffic.connect.items())

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from nodemesh.agent.ports import METRICS_PORT
 from nodemesh.tools.sim.names import CONTROLLER_IP, SimError, SimNames
 from nodemesh.tools.sim.process import process_env
 from nodemesh.tools.sim.state import ProcessRecord, SimState
@@ -39,8 +40,7 @@ FORWARD = "prometheus-forward"
 DEFAULT_HOST_PORT = 9090
 LISTEN_PORT = 9090  # Prometheus' own, on 127.0.0.1 inside the controller's namespace
 # The metrics endpoints of docs/telemetry.md, scraped by the jobs its dashboards and rules name.
-AGENT_METRICS_PORT = 15020
-CONTROLLER_METRICS_PORT = 15014
+CONTROLLER_METRICS_PORT = 15014  # controller/server.py METRICS_PORT (importing it would load gRPC)
 AGENT_JOB = "nodemesh-agent"
 CONTROLLER_JOB = "nodemesh-controller"
 SCRAPE_INTERVAL = "2s"
@@ -66,7 +66,7 @@ def config(state: SimState, rules: Path) -> dict[str, Any]:
         "rule_files": [str(rules)],
         "scrape_configs": [
             {"job_name": AGENT_JOB,
-             "static_configs": [{"targets": [f"{node['ip']}:{AGENT_METRICS_PORT}"],
+             "static_configs": [{"targets": [f"{node['ip']}:{METRICS_PORT}"],
                                  "labels": {"node": name}}
                                 for name, node in sorted(state.nodes.items())]},
             {"job_name": CONTROLLER_JOB,

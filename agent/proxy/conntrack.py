@@ -55,7 +55,6 @@ class Connection:
     service: str = ""
     started: float = field(default_factory=time.time)
     opened_at: float = field(default_factory=time.monotonic)
-    connect_seconds: float = 0.0  # from accept to the upstream's answer, once established
     ended: float = 0.0  # time.time() once closed or failed
     outcome: str = ""  # "ok" once established, or why it failed
     failure: str = ""  # the failure's detail, for the access log
@@ -144,13 +143,12 @@ class ConnectionTable:
         self.totals[(conn.direction, "ok")] += 1
         self.by_destination[(conn.direction, conn.destination)] += 1
         conn.outcome = "ok"
-        conn.connect_seconds = time.monotonic() - conn.opened_at
         if self.traffic is not None:
             conn.counted = tuple(self.traffic.entry(key) for key in self._keys(conn, traffic.OK_FLAG))
             for totals in conn.counted:
                 totals.opened += 1
             self.traffic.connected((traffic.REPORTER[conn.direction], traffic.service_labels(conn.service)[0],
-                                    conn.via), conn.connect_seconds)
+                                    conn.via), time.monotonic() - conn.opened_at)
 
     def closed(self, conn: Connection) -> None:
         if self.in_flight.pop(conn.id, None) is None:

@@ -12,6 +12,7 @@ or per connection, so the number of series is bounded by the mesh model, whateve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from nodemesh.metrics import DURATION_BUCKETS, LATENCY_BUCKETS, Buckets
 from nodemesh.model import Workload
@@ -69,6 +70,7 @@ def peer_labels(workload: Workload | None, principal: str) -> tuple[str, ...]:
     return (name, service, revision, workload.namespace, principal, service, revision, CLUSTER)
 
 
+@lru_cache(maxsize=4096)  # services are few (the model's): each connection reads its labels, not makes them
 def service_labels(service: str) -> tuple[str, str, str]:
     """(``name.namespace.svc.cluster.local``, name, namespace) of a ``namespace/name`` service."""
     if not service:

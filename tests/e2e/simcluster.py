@@ -17,7 +17,8 @@ import pytest
 from eventually import eventually
 
 from nodemesh.model import MESH_LABEL, MTLS_MODE_LABEL
-from nodemesh.tools.admin_client import fetch
+from nodemesh.agent.ports import METRICS_PORT
+from nodemesh.tools.admin_client import fetch, get_text
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
 
@@ -145,25 +146,7 @@ class SimCluster:
 
     def metrics_text(self, node: str, path: str = "/metrics") -> str:
         """The agent's Prometheus exposition, fetched inside its node's namespace as Prometheus would."""
-        import http.client
-
-        from nodemesh.agent.ports import METRICS_PORT
-        from nodemesh.netns import Netns
-
-        with Netns(SimNames.netns_path(self.names.node_netns(node))) as ns:
-            sock = ns.socket()
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", METRICS_PORT))
-        conn = http.client.HTTPConnection("127.0.0.1", METRICS_PORT, timeout=10)
-        conn.sock = sock
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read().decode()
-        finally:
-            conn.close()
-        assert response.status == 200, (node, path, response.status, body[:200])
-        return body
+        return get_text(SimNames.netns_path(self.names.node_netns(node)), path, METRICS_PORT, timeout=10)
 
     def metrics(self, node: str) -> list[Any]:
         from prometheus_client.parser import text_string_to_metric_families

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from nodemesh.authz.policy import AuthorizationPolicy
+
 MESH_LABEL = "nodemesh.io/mesh"
 MESH_ENABLED = "enabled"
 MTLS_MODE_LABEL = "nodemesh.io/mtls-mode"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 STRICT = "STRICT"
 PERMISSIVE = "PERMISSIVE"
 
@@ -59,6 +62,60 @@ class ServicePort:
     target_port: int
 
 
+# Load balancers a Service can choose (TrafficPolicy ``spec.loadBalancer``).
+ROUND_ROBIN = "RoundRobin"
+LEAST_CONNECTIONS = "LeastConnections"
+# Linkerd's choice: of two endpoints picked at random, the one with the lower moving average of
+# connect latency times active connections.
+POWER_OF_TWO_CHOICES = "PowerOfTwoChoices"
+LOAD_BALANCERS = (ROUND_ROBIN, LEAST_CONNECTIONS, POWER_OF_TWO_CHOICES)
+
+
+@dataclass(frozen=True)
+class OutlierDetection:
+    """Eject an endpoint after ``consecutive_failures`` connect failures in a row, for
+    ``base_ejection`` seconds times 2^(ejections before), at most ``max_ejection``; never more
+    than ``max_ejected_percent`` of the service's endpoints at once. 0 failures: off."""
+
+    consecutive_failures: int = 5
+    base_ejection: float = 10.0
+    max_ejection: float = 300.0
+    max_ejected_percent: int = 50
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    """How the source's agent treats new connections to a Service (our TrafficPolicy resource,
+    and the Service's own ``spec.trafficDistribution``). Zero means "not set" where said."""
+
+    load_balancer: str = ROUND_ROBIN
+    # Same node, then same zone (the Node's topology.kubernetes.io/zone), then any; falling over
+    # to the next tier when the closer one has no healthy endpoint.
+    prefer_close: bool = False
+    connect_timeout: float = 0.0  # seconds; 0: the agent's --connect-timeout
+    # Further endpoints to try when a connect fails before any byte was sent.
+    connect_retries: int = 1
+    outlier_detection: OutlierDetection = OutlierDetection()
+    max_connections: int = 0  # concurrent, per agent; 0: unlimited
+    max_pending: int = 0  # connects in progress, per agent; 0: unlimited
+    idle_timeout: float = 0.0  # seconds without a byte either way; 0: never
+    # New connections per second from one source workload (token bucket of ``rate_burst``); 0: off
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+
+
+DEFAULT_TRAFFIC = TrafficPolicy()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One weighted backend of a split (a TCPRoute's ``backendRefs``)."""
+
+    service: str  # "namespace/name"
+    port: int  # the backend service's port to use
+    weight: int
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -66,6 +123,10 @@ class Service:
     vip: str
     ports: tuple[ServicePort, ...]
     endpoints: tuple[str, ...]  # workload uids, stable order
+    traffic: TrafficPolicy = DEFAULT_TRAFFIC
+    # A TCPRoute's split: connections to this service go to these backends by weight (each then
+    # balanced among its own endpoints); empty: to this service's endpoints.
+    backends: tuple[Backend, ...] = ()
 
     @property
     def key(self) -> str:
@@ -84,6 +145,7 @@ class Node:
     name: str
     ip: str
     pod_cidr: str
+    zone: str = ""  # the Node object's topology.kubernetes.io/zone label, "" if none
 
     @property
     def key(self) -> str:
@@ -97,6 +159,7 @@ class MeshModel:
     workloads: Mapping[str, Workload]  # by uid
     services: Mapping[str, Service]  # by namespace/name
     nodes: Mapping[str, Node]  # by name
+    policies: Mapping[str, AuthorizationPolicy] = field(default_factory=dict)  # by namespace/name
 
     @classmethod
     def empty(cls) -> "MeshModel":

@@ -14,10 +14,10 @@ returns is one consistent moment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -30,7 +30,6 @@ from nodemesh.agent.inpod.enroller import Enroller
 from nodemesh.agent.proxy.node import NodeProxy
 from nodemesh.agent.state.store import View
 from nodemesh.agent.supervision import Health
-from nodemesh.model import Service, Workload
 
 Response = tuple[int, object]
 
@@ -101,8 +100,9 @@ class AdminViews:
             "node": p.node,
             "version": view.version if view else 0,
             "controller": p.config.status(),
-            "workloads": [_workload_json(w) for w in model.workloads.values()] if model else [],
-            "services": [_service_json(s) for s in model.services.values()] if model else [],
+            "workloads": [_json(w) for w in model.workloads.values()] if model else [],
+            "services": [_json(s) for s in model.services.values()] if model else [],
+            "policies": [_json(p) for p in model.policies.values()] if model else [],
             "nodes": [vars(n) for n in model.nodes.values()] if model else [],
             "bpf": {"cgroup": str(p.cgroup), "maps": p.steering.map_usage(),
                     "captured": p.capture.attached()},
@@ -120,14 +120,12 @@ class AdminViews:
         return HTTPStatus.OK, self.parts.certs.status()
 
 
-def _workload_json(w: Workload) -> dict[str, object]:
-    d = dict(vars(w))
-    d["labels"] = dict(d["labels"])
-    return d
-
-
-def _service_json(s: Service) -> dict[str, object]:
-    d = dict(vars(s))
-    d["ports"] = [vars(p) for p in d["ports"]]
-    d["endpoints"] = list(d["endpoints"])
-    return d
+def _json(value: object) -> object:
+    """A model value (dataclasses of tuples and label mappings) as JSON values."""
+    if is_dataclass(value):
+        return {f.name: _json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.api.convert import node_from_pb, service_from_pb, workload_from_pb
+from nodemesh.api.convert import node_from_pb, policy_from_pb, service_from_pb, workload_from_pb
+from nodemesh.authz.policy import AuthorizationPolicy
 from nodemesh.model import MeshModel, Node, Service, Workload
 
 
@@ -94,6 +95,7 @@ def apply_update(current: View | None, update: pb.ConfigUpdate) -> View:
         workloads: dict[str, Workload] = {}
         services: dict[str, Service] = {}
         nodes: dict[str, Node] = {}
+        policies: dict[str, AuthorizationPolicy] = {}
     else:
         if current is None:
             raise Rejected(f"delta version {update.version} arrived before any snapshot")
@@ -102,12 +104,15 @@ def apply_update(current: View | None, update: pb.ConfigUpdate) -> View:
         workloads = dict(current.model.workloads)
         services = dict(current.model.services)
         nodes = dict(current.model.nodes)
+        policies = dict(current.model.policies)
     for uid in update.removed_workloads:
         workloads.pop(uid, None)
     for key in update.removed_services:
         services.pop(key, None)
     for name in update.removed_nodes:
         nodes.pop(name, None)
+    for key in update.removed_policies:
+        policies.pop(key, None)
     for m in update.workloads:
         if not m.uid:
             raise Rejected(f"workload {m.namespace}/{m.name} has no uid")
@@ -117,5 +122,9 @@ def apply_update(current: View | None, update: pb.ConfigUpdate) -> View:
         services[s.key] = s
     for m in update.nodes:
         nodes[m.name] = node_from_pb(m)
+    for m in update.policies:
+        p = policy_from_pb(m)
+        policies[p.key] = p
     bundle = update.trust_bundle_pem or (current.trust_bundle if current and not update.snapshot else b"")
-    return View.build(update.version, MeshModel(workloads=workloads, services=services, nodes=nodes), bundle)
+    return View.build(update.version, MeshModel(workloads=workloads, services=services, nodes=nodes,
+                                                policies=policies), bundle)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Mapping, TypeVar
 
 from nodemesh.api import mesh_pb2 as pb
-from nodemesh.api.convert import node_to_pb, service_to_pb, workload_to_pb
+from nodemesh.api.convert import node_to_pb, policy_to_pb, service_to_pb, workload_to_pb
+from nodemesh.authz.policy import AuthorizationPolicy
 from nodemesh.model import MeshModel, Node, Service, Workload
 
 T = TypeVar("T")
@@ -21,12 +22,14 @@ def node_view(model: MeshModel, node: str) -> MeshModel:
     Workloads: every meshed one (it may be a destination anywhere), every one on this node (the
     agent enrols or at least knows its local pods) and every service endpoint (a meshed client
     may reach an unmeshed backend through a VIP). All services and all nodes: they are few, and
-    any local client may use any of them.
+    any local client may use any of them. All policies: they are few too, and which apply to a
+    workload is the agent's to work out (from labels it has anyway).
     """
     endpoints = {uid for svc in model.services.values() for uid in svc.endpoints}
     workloads = {uid: w for uid, w in model.workloads.items()
                  if w.meshed or w.node == node or uid in endpoints}
-    return MeshModel(workloads=workloads, services=dict(model.services), nodes=dict(model.nodes))
+    return MeshModel(workloads=workloads, services=dict(model.services), nodes=dict(model.nodes),
+                     policies=dict(model.policies))
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,12 @@ class Delta:
     removed_services: tuple[str, ...] = ()
     nodes: tuple[Node, ...] = ()
     removed_nodes: tuple[str, ...] = ()
+    policies: tuple[AuthorizationPolicy, ...] = ()
+    removed_policies: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return any((self.workloads, self.removed_workloads, self.services,
-                    self.removed_services, self.nodes, self.removed_nodes))
+        return any((self.workloads, self.removed_workloads, self.services, self.removed_services,
+                    self.nodes, self.removed_nodes, self.policies, self.removed_policies))
 
 
 def _diff_items(old: Mapping[str, T], new: Mapping[str, T]) -> tuple[tuple[T, ...], tuple[str, ...]]:
@@ -56,7 +61,9 @@ def diff(old: MeshModel, new: MeshModel) -> Delta:
     workloads, removed_workloads = _diff_items(old.workloads, new.workloads)
     services, removed_services = _diff_items(old.services, new.services)
     nodes, removed_nodes = _diff_items(old.nodes, new.nodes)
-    return Delta(workloads, removed_workloads, services, removed_services, nodes, removed_nodes)
+    policies, removed_policies = _diff_items(old.policies, new.policies)
+    return Delta(workloads, removed_workloads, services, removed_services, nodes, removed_nodes,
+                 policies, removed_policies)
 
 
 def to_update(delta: Delta, version: int, snapshot: bool, trust_bundle: bytes = b"") -> pb.ConfigUpdate:
@@ -71,4 +78,6 @@ def to_update(delta: Delta, version: int, snapshot: bool, trust_bundle: bytes = 
         removed_services=delta.removed_services,
         nodes=[node_to_pb(n) for n in delta.nodes],
         removed_nodes=delta.removed_nodes,
+        policies=[policy_to_pb(p) for p in delta.policies],
+        removed_policies=delta.removed_policies,
     )

@@ -202,10 +202,14 @@ def test_the_config_dump_is_json_of_the_whole_view() -> None:
     [workload] = dump["workloads"]
     assert (workload["uid"], workload["labels"], workload["identity"]) == (
         "u1", {"app": "catalog"}, CATALOG.identity)
-    assert dump["services"] == [{"name": "catalog", "namespace": "shop", "vip": "10.96.0.10",
-                                 "ports": [{"name": "http", "port": 80, "target_port": 8080}],
-                                 "endpoints": ["u1"]}]
-    assert dump["nodes"] == [{"name": "node-a", "ip": "172.30.0.1", "pod_cidr": "10.10.1.0/24"}]
+    [service] = dump["services"]
+    assert {k: service[k] for k in ("name", "namespace", "vip", "ports", "endpoints", "backends")} == {
+        "name": "catalog", "namespace": "shop", "vip": "10.96.0.10",
+        "ports": [{"name": "http", "port": 80, "target_port": 8080}], "endpoints": ["u1"], "backends": []}
+    assert service["traffic"]["load_balancer"] == "RoundRobin"
+    assert service["traffic"]["outlier_detection"]["consecutive_failures"] == 5
+    assert dump["nodes"] == [{"name": "node-a", "ip": "172.30.0.1", "pod_cidr": "10.10.1.0/24", "zone": ""}]
+    assert dump["policies"] == []
     assert dump["bpf"] == {"cgroup": "/sys/fs/cgroup/nodemesh", "maps": {"mesh_destinations": 2},
                            "captured": ["10.10.1.10"]}
     assert dump["failing"] == {"config": "ConnectionError: controller unavailable"}

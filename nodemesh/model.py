@@ -114,6 +114,7 @@ class Backend:
     service: str  # "namespace/name"
     port: int  # the backend service's port to use
     weight: int
+    parent_port: int = 0  # the port of the split service it applies to; 0: every port
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ def service_to_pb(s: Service) -> pb.Service:
         name=s.name, namespace=s.namespace, vip=s.vip,
         ports=[pb.ServicePort(name=p.name, port=p.port, target_port=p.target_port) for p in s.ports],
         endpoints=list(s.endpoints), traffic=traffic_to_pb(s.traffic),
-        backends=[pb.Backend(service=b.service, port=b.port, weight=b.weight) for b in s.backends],
+        backends=[pb.Backend(service=b.service, port=b.port, weight=b.weight, parent_port=b.parent_port)
+                  for b in s.backends],
     )
 
 
@@ -69,7 +70,7 @@ def service_from_pb(m: pb.Service) -> Service:
         ports=tuple(ServicePort(p.name, p.port, p.target_port) for p in m.ports),
         endpoints=tuple(m.endpoints),
         traffic=traffic_from_pb(m.traffic) if m.HasField("traffic") else TrafficPolicy(),
-        backends=tuple(Backend(b.service, b.port, b.weight) for b in m.backends),
+        backends=tuple(Backend(b.service, b.port, b.weight, b.parent_port) for b in m.backends),
     )
 
 

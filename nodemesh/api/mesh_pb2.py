@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nodemesh/api/mesh.proto\x12\x0bnodemesh.v1\"\xd0\x02\n\x08Workload\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x17\n\x0fservice_account\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12\n\n\x02ip\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.nodemesh.v1.Workload.LabelsEntry\x12\x0e\n\x06meshed\x18\x08 \x01(\x08\x12\x10\n\x08identity\x18\t \x01(\t\x12\x11\n\tmtls_mode\x18\n \x01(\t\x12\x15\n\rworkload_name\x18\x0b \x01(\t\x12\x19\n\x11\x63\x61nonical_service\x18\x0c \x01(\t\x12\x1a\n\x12\x63\x61nonical_revision\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x13\n\x0btarget_port\x18\x03 \x01(\r\"\xe2\x02\n\rTrafficPolicy\x12\x15\n\rload_balancer\x18\x01 \x01(\t\x12\x14\n\x0cprefer_close\x18\x02 \x01(\x08\x12\x17\n\x0f\x63onnect_timeout\x18\x03 \x01(\x01\x12\x17\n\x0f\x63onnect_retries\x18\x04 \x01(\r\x12$\n\x1coutlier_consecutive_failures\x18\x05 \x01(\r\x12\x1d\n\x15outlier_base_ejection\x18\x06 \x01(\x01\x12\x1c\n\x14outlier_max_ejection\x18\x07 \x01(\x01\x12#\n\x1boutlier_max_ejected_percent\x18\x08 \x01(\r\x12\x17\n\x0fmax_connections\x18\t \x01(\r\x12\x13\n\x0bmax_pending\x18\n \x01(\r\x12\x14\n\x0cidle_timeout\x18\x0b \x01(\x01\x12\x12\n\nrate_limit\x18\x0c \x01(\x01\x12\x12\n\nrate_burst\x18\r \x01(\r\"8\n\x07\x42\x61\x63kend\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\"\xc8\x01\n\x07Service\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03vip\x18\x03 \x01(\t\x12\'\n\x05ports\x18\x04 \x03(\x0b\x32\x18.nodemesh.v1.ServicePort\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12+\n\x07traffic\x18\x06 \x01(\x0b\x32\x1a.nodemesh.v1.TrafficPolicy\x12&\n\x08\x62\x61\x63kends\x18\x07 \x03(\x0b\x32\x14.nodemesh.v1.Backend\"\x97\x01\n\x13\x41uthorizationSource\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\x16\n\x0enot_principals\x18\x02 \x03(\t\x12\x12\n\nnamespaces\x18\x03 \x03(\t\x12\x16\n\x0enot_namespaces\x18\x04 \x03(\t\x12\x11\n\tip_blocks\x18\x05 \x03(\t\x12\x15\n\rnot_ip_blocks\x18\x06 \x03(\t\":\n\x16\x41uthorizationOperation\x12\r\n\x05ports\x18\x01 \x03(\r\x12\x11\n\tnot_ports\x18\x02 \x03(\r\"\x8b\x01\n\x11\x41uthorizationRule\x12\x31\n\x07sources\x18\x01 \x03(\x0b\x32 .nodemesh.v1.AuthorizationSource\x12\x37\n\noperations\x18\x02 \x03(\x0b\x32#.nodemesh.v1.AuthorizationOperation\x12\n\n\x02l7\x18\x03 \x03(\t\"\xe8\x01\n\x13\x41uthorizationPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12@\n\x08selector\x18\x04 \x03(\x0b\x32..nodemesh.v1.AuthorizationPolicy.SelectorEntry\x12-\n\x05rules\x18\x05 \x03(\x0b\x32\x1e.nodemesh.v1.AuthorizationRule\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x10\n\x08pod_cidr\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xd9\x02\n\x0c\x43onfigUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12(\n\tworkloads\x18\x03 \x03(\x0b\x32\x15.nodemesh.v1.Workload\x12\x19\n\x11removed_workloads\x18\x04 \x03(\t\x12&\n\x08services\x18\x05 \x03(\x0b\x32\x14.nodemesh.v1.Service\x12\x18\n\x10removed_services\x18\x06 \x03(\t\x12 \n\x05nodes\x18\x07 \x03(\x0b\x32\x11.nodemesh.v1.Node\x12\x15\n\rremoved_nodes\x18\x08 \x03(\t\x12\x18\n\x10trust_bundle_pem\x18\t \x01(\x0c\x12\x32\n\x08policies\x18\n \x03(\x0b\x32 .nodemesh.v1.AuthorizationPolicy\x12\x18\n\x10removed_policies\x18\x0b \x03(\t\"G\n\nAgentHello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x14\n\x0clast_version\x18\x03 \x01(\x04\"8\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"`\n\x0c\x41gentMessage\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.nodemesh.v1.AgentHelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.nodemesh.v1.AckH\x00\x42\x05\n\x03msg\"4\n\x0bSignRequest\x12\x14\n\x0cworkload_uid\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"&\n\x0cSignResponse\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x01 \x01(\x0c\x32[\n\x14\x43\x65rtificateAuthority\x12\x43\n\x0cSignWorkload\x12\x18.nodemesh.v1.SignRequest\x1a\x19.nodemesh.v1.SignResponse2V\n\nMeshConfig\x12H\n\x0cStreamConfig\x12\x19.nodemesh.v1.AgentMessage\x1a\x19.nodemesh.v1.ConfigUpdate(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17nodemesh/api/mesh.proto\x12\x0bnodemesh.v1\"\xd0\x02\n\x08Workload\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x17\n\x0fservice_account\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12\n\n\x02ip\x18\x06 \x01(\t\x12\x31\n\x06labels\x18\x07 \x03(\x0b\x32!.nodemesh.v1.Workload.LabelsEntry\x12\x0e\n\x06meshed\x18\x08 \x01(\x08\x12\x10\n\x08identity\x18\t \x01(\t\x12\x11\n\tmtls_mode\x18\n \x01(\t\x12\x15\n\rworkload_name\x18\x0b \x01(\t\x12\x19\n\x11\x63\x61nonical_service\x18\x0c \x01(\t\x12\x1a\n\x12\x63\x61nonical_revision\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x0bServicePort\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x13\n\x0btarget_port\x18\x03 \x01(\r\"\xe2\x02\n\rTrafficPolicy\x12\x15\n\rload_balancer\x18\x01 \x01(\t\x12\x14\n\x0cprefer_close\x18\x02 \x01(\x08\x12\x17\n\x0f\x63onnect_timeout\x18\x03 \x01(\x01\x12\x17\n\x0f\x63onnect_retries\x18\x04 \x01(\r\x12$\n\x1coutlier_consecutive_failures\x18\x05 \x01(\r\x12\x1d\n\x15outlier_base_ejection\x18\x06 \x01(\x01\x12\x1c\n\x14outlier_max_ejection\x18\x07 \x01(\x01\x12#\n\x1boutlier_max_ejected_percent\x18\x08 \x01(\r\x12\x17\n\x0fmax_connections\x18\t \x01(\r\x12\x13\n\x0bmax_pending\x18\n \x01(\r\x12\x14\n\x0cidle_timeout\x18\x0b \x01(\x01\x12\x12\n\nrate_limit\x18\x0c \x01(\x01\x12\x12\n\nrate_burst\x18\r \x01(\r\"M\n\x07\x42\x61\x63kend\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x13\n\x0bparent_port\x18\x04 \x01(\r\"\xc8\x01\n\x07Service\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03vip\x18\x03 \x01(\t\x12\'\n\x05ports\x18\x04 \x03(\x0b\x32\x18.nodemesh.v1.ServicePort\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12+\n\x07traffic\x18\x06 \x01(\x0b\x32\x1a.nodemesh.v1.TrafficPolicy\x12&\n\x08\x62\x61\x63kends\x18\x07 \x03(\x0b\x32\x14.nodemesh.v1.Backend\"\x97\x01\n\x13\x41uthorizationSource\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\x16\n\x0enot_principals\x18\x02 \x03(\t\x12\x12\n\nnamespaces\x18\x03 \x03(\t\x12\x16\n\x0enot_namespaces\x18\x04 \x03(\t\x12\x11\n\tip_blocks\x18\x05 \x03(\t\x12\x15\n\rnot_ip_blocks\x18\x06 \x03(\t\":\n\x16\x41uthorizationOperation\x12\r\n\x05ports\x18\x01 \x03(\r\x12\x11\n\tnot_ports\x18\x02 \x03(\r\"\x8b\x01\n\x11\x41uthorizationRule\x12\x31\n\x07sources\x18\x01 \x03(\x0b\x32 .nodemesh.v1.AuthorizationSource\x12\x37\n\noperations\x18\x02 \x03(\x0b\x32#.nodemesh.v1.AuthorizationOperation\x12\n\n\x02l7\x18\x03 \x03(\t\"\xe8\x01\n\x13\x41uthorizationPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12@\n\x08selector\x18\x04 \x03(\x0b\x32..nodemesh.v1.AuthorizationPolicy.SelectorEntry\x12-\n\x05rules\x18\x05 \x03(\x0b\x32\x1e.nodemesh.v1.AuthorizationRule\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x10\n\x08pod_cidr\x18\x03 \x01(\t\x12\x0c\n\x04zone\x18\x04 \x01(\t\"\xd9\x02\n\x0c\x43onfigUpdate\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12(\n\tworkloads\x18\x03 \x03(\x0b\x32\x15.nodemesh.v1.Workload\x12\x19\n\x11removed_workloads\x18\x04 \x03(\t\x12&\n\x08services\x18\x05 \x03(\x0b\x32\x14.nodemesh.v1.Service\x12\x18\n\x10removed_services\x18\x06 \x03(\t\x12 \n\x05nodes\x18\x07 \x03(\x0b\x32\x11.nodemesh.v1.Node\x12\x15\n\rremoved_nodes\x18\x08 \x03(\t\x12\x18\n\x10trust_bundle_pem\x18\t \x01(\x0c\x12\x32\n\x08policies\x18\n \x03(\x0b\x32 .nodemesh.v1.AuthorizationPolicy\x12\x18\n\x10removed_policies\x18\x0b \x03(\t\"G\n\nAgentHello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x14\n\x0clast_version\x18\x03 \x01(\x04\"8\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"`\n\x0c\x41gentMessage\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.nodemesh.v1.AgentHelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.nodemesh.v1.AckH\x00\x42\x05\n\x03msg\"4\n\x0bSignRequest\x12\x14\n\x0cworkload_uid\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\"&\n\x0cSignResponse\x12\x16\n\x0e\x63\x65rt_chain_pem\x18\x01 \x01(\x0c\x32[\n\x14\x43\x65rtificateAuthority\x12\x43\n\x0cSignWorkload\x12\x18.nodemesh.v1.SignRequest\x1a\x19.nodemesh.v1.SignResponse2V\n\nMeshConfig\x12H\n\x0cStreamConfig\x12\x19.nodemesh.v1.AgentMessage\x1a\x19.nodemesh.v1.ConfigUpdate(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,35 +44,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAFFICPOLICY']._serialized_start=444
   _globals['_TRAFFICPOLICY']._serialized_end=798
   _globals['_BACKEND']._serialized_start=800
-  _globals['_BACKEND']._serialized_end=856
-  _globals['_SERVICE']._serialized_start=859
-  _globals['_SERVICE']._serialized_end=1059
-  _globals['_AUTHORIZATIONSOURCE']._serialized_start=1062
-  _globals['_AUTHORIZATIONSOURCE']._serialized_end=1213
-  _globals['_AUTHORIZATIONOPERATION']._serialized_start=1215
-  _globals['_AUTHORIZATIONOPERATION']._serialized_end=1273
-  _globals['_AUTHORIZATIONRULE']._serialized_start=1276
-  _globals['_AUTHORIZATIONRULE']._serialized_end=1415
-  _globals['_AUTHORIZATIONPOLICY']._serialized_start=1418
-  _globals['_AUTHORIZATIONPOLICY']._serialized_end=1650
-  _globals['_AUTHORIZATIONPOLICY_SELECTORENTRY']._serialized_start=1603
-  _globals['_AUTHORIZATIONPOLICY_SELECTORENTRY']._serialized_end=1650
-  _globals['_NODE']._serialized_start=1652
-  _globals['_NODE']._serialized_end=1716
-  _globals['_CONFIGUPDATE']._serialized_start=1719
-  _globals['_CONFIGUPDATE']._serialized_end=2064
-  _globals['_AGENTHELLO']._serialized_start=2066
-  _globals['_AGENTHELLO']._serialized_end=2137
-  _globals['_ACK']._serialized_start=2139
-  _globals['_ACK']._serialized_end=2195
-  _globals['_AGENTMESSAGE']._serialized_start=2197
-  _globals['_AGENTMESSAGE']._serialized_end=2293
-  _globals['_SIGNREQUEST']._serialized_start=2295
-  _globals['_SIGNREQUEST']._serialized_end=2347
-  _globals['_SIGNRESPONSE']._serialized_start=2349
-  _globals['_SIGNRESPONSE']._serialized_end=2387
-  _globals['_CERTIFICATEAUTHORITY']._serialized_start=2389
-  _globals['_CERTIFICATEAUTHORITY']._serialized_end=2480
-  _globals['_MESHCONFIG']._serialized_start=2482
-  _globals['_MESHCONFIG']._serialized_end=2568
+  _globals['_BACKEND']._serialized_end=877
+  _globals['_SERVICE']._serialized_start=880
+  _globals['_SERVICE']._serialized_end=1080
+  _globals['_AUTHORIZATIONSOURCE']._serialized_start=1083
+  _globals['_AUTHORIZATIONSOURCE']._serialized_end=1234
+  _globals['_AUTHORIZATIONOPERATION']._serialized_start=1236
+  _globals['_AUTHORIZATIONOPERATION']._serialized_end=1294
+  _globals['_AUTHORIZATIONRULE']._serialized_start=1297
+  _globals['_AUTHORIZATIONRULE']._serialized_end=1436
+  _globals['_AUTHORIZATIONPOLICY']._serialized_start=1439
+  _globals['_AUTHORIZATIONPOLICY']._serialized_end=1671
+  _globals['_AUTHORIZATIONPOLICY_SELECTORENTRY']._serialized_start=1624
+  _globals['_AUTHORIZATIONPOLICY_SELECTORENTRY']._serialized_end=1671
+  _globals['_NODE']._serialized_start=1673
+  _globals['_NODE']._serialized_end=1737
+  _globals['_CONFIGUPDATE']._serialized_start=1740
+  _globals['_CONFIGUPDATE']._serialized_end=2085
+  _globals['_AGENTHELLO']._serialized_start=2087
+  _globals['_AGENTHELLO']._serialized_end=2158
+  _globals['_ACK']._serialized_start=2160
+  _globals['_ACK']._serialized_end=2216
+  _globals['_AGENTMESSAGE']._serialized_start=2218
+  _globals['_AGENTMESSAGE']._serialized_end=2314
+  _globals['_SIGNREQUEST']._serialized_start=2316
+  _globals['_SIGNREQUEST']._serialized_end=2368
+  _globals['_SIGNRESPONSE']._serialized_start=2370
+  _globals['_SIGNRESPONSE']._serialized_end=2408
+  _globals['_CERTIFICATEAUTHORITY']._serialized_start=2410
+  _globals['_CERTIFICATEAUTHORITY']._serialized_end=2501
+  _globals['_MESHCONFIG']._serialized_start=2503
+  _globals['_MESHCONFIG']._serialized_end=2589
 # @@protoc_insertion_point(module_scope)

@@ -84,14 +84,16 @@ class TrafficPolicy(_message.Message):
     def __init__(self, load_balancer: _Optional[str] = ..., prefer_close: _Optional[bool] = ..., connect_timeout: _Optional[float] = ..., connect_retries: _Optional[int] = ..., outlier_consecutive_failures: _Optional[int] = ..., outlier_base_ejection: _Optional[float] = ..., outlier_max_ejection: _Optional[float] = ..., outlier_max_ejected_percent: _Optional[int] = ..., max_connections: _Optional[int] = ..., max_pending: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., rate_limit: _Optional[float] = ..., rate_burst: _Optional[int] = ...) -> None: ...
 
 class Backend(_message.Message):
-    __slots__ = ("service", "port", "weight")
+    __slots__ = ("service", "port", "weight", "parent_port")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_PORT_FIELD_NUMBER: _ClassVar[int]
     service: str
     port: int
     weight: int
-    def __init__(self, service: _Optional[str] = ..., port: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
+    parent_port: int
+    def __init__(self, service: _Optional[str] = ..., port: _Optional[int] = ..., weight: _Optional[int] = ..., parent_port: _Optional[int] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("name", "namespace", "vip", "ports", "endpoints", "traffic", "backends")

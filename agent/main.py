@@ -106,7 +106,7 @@ class Agent:
             registry = None
             if telemetry.metrics:
                 registry = new_registry("agent")
-                registry.register(TrafficCollector(table))
+                registry.register(TrafficCollector(table, self.proxy.core.authorizer))
                 if access_log is not None:
                     registry.register(access_log)
             capture = PlaintextCapture(self.bpffs_dir)
@@ -166,6 +166,10 @@ class Agent:
                 self.steering.set_destinations(self.view.mesh_destinations())
             return f"cannot program mesh destinations: {e}"
         self.view = view
+        rejected = self.proxy.recheck()  # at once: a policy change applies to open connections too
+        if rejected:
+            log.warning("config version %d: %d open connection(s) reset, no longer allowed by policy",
+                        view.version, rejected)
         self.certs.update(view.local_meshed(self.node), view.trust_bundle)
         await self.enroller.reconcile(view)
         log.info("applied config version %d: %d workloads, %d services, %d enrolled, %d pending",

@@ -22,6 +22,7 @@ from typing import Callable
 from nodemesh.agent.proxy import traffic
 from nodemesh.agent.proxy.relay import Pipe
 from nodemesh.agent.proxy.traffic import Traffic
+from nodemesh.authz.evaluate import Decision
 from nodemesh.model import Workload
 
 OUTBOUND = "outbound"
@@ -53,6 +54,13 @@ class Connection:
     source_workload: Workload | None = None
     destination_workload: Workload | None = None
     service: str = ""
+    # Authorization, on connections this agent delivers into a local pod (inbound, and the
+    # same-node outbound ones): what deciding took, so that a policy change can decide again,
+    # the decision (its policy, rule) and the authorizer's policy generation it was made with.
+    source_ip: str = ""
+    app_port: int = 0  # the destination pod's port
+    authorization: Decision | None = None
+    authorized_in: int = 0
     started: float = field(default_factory=time.time)
     opened_at: float = field(default_factory=time.monotonic)
     ended: float = 0.0  # time.time() once closed or failed
@@ -91,6 +99,7 @@ class Connection:
             "source_identity": self.source_identity,
             "destination_identity": self.destination_identity,
             "service": self.service,
+            "policy": self.authorization.policy if self.authorization is not None else "",
             "age_seconds": round(time.time() - self.started, 3),
             "bytes_from_downstream": self.received,
             "bytes_from_upstream": self.sent,

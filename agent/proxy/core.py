@@ -22,6 +22,7 @@ from typing import Callable
 
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy import relay
+from nodemesh.agent.proxy.authorizer import Authorizer
 from nodemesh.agent.proxy.conntrack import Connection, ConnectionTable
 from nodemesh.agent.proxy.hbone.pool import TunnelPool
 from nodemesh.agent.proxy.hbone.server import ServerTunnels
@@ -29,19 +30,10 @@ from nodemesh.agent.proxy.hbone.stream import StreamTransport
 from nodemesh.agent.proxy.route import Router
 from nodemesh.agent.state.store import View
 from nodemesh.agent.tls.contexts import Identities
-from nodemesh.model import Workload
 
 log = logging.getLogger(__name__)
 
 OriginalDst = Callable[[tuple[str, int], tuple[str, int]], "tuple[str, int] | None"]
-# (source identity ("" outside the mesh), source IP, destination workload, destination port)
-# -> allowed; called once on every path into a pod (``delivery.connect_app``)
-Authorize = Callable[[str, str, Workload, int], bool]
-
-
-def allow_all(source_identity: str, source_ip: str, destination: Workload, port: int) -> bool:
-    """No authorization policy: the mesh's default is to allow."""
-    return True
 
 
 class Accepted(asyncio.Protocol):
@@ -96,7 +88,6 @@ class ProxyCore:
         original_dst: OriginalDst,
         identities: Identities,
         connect_timeout: float = 5.0,
-        authorize: Authorize = allow_all,
         metrics: bool = True,
     ) -> None:
         self.view = view
@@ -105,7 +96,8 @@ class ProxyCore:
         self.pool = TunnelPool(identities, connect_timeout)  # outbound HBONE connections
         self.server_tunnels = ServerTunnels()  # inbound ones, on the pods' 15008 listeners
         self.connect_timeout = connect_timeout
-        self.authorize = authorize
+        # Decides every connection into a local pod (``delivery.connect_app``), over the view
+        self.authorizer = Authorizer(view)
         # Whether this agent exports spans: the traceparent it sends says "sampled" then.
         self.tracing = False
         self.router = Router()
@@ -154,6 +146,11 @@ class ProxyCore:
         if downstream.is_closing():  # lost meanwhile; the task's cancellation would come too late
             self.table.failed(conn, "downstream_closed")
             relay.reset(up.transport)  # type: ignore[arg-type]
+            return
+        if conn.authorization is not None and not self.authorizer.current(conn):
+            # the policies changed while the app was being connected: not one byte reaches it
+            relay.reset(up.transport)  # type: ignore[arg-type]
+            self.fail(conn, downstream, "denied", conn.authorization.reason)
             return
         if accepted.early:
             down.received += len(accepted.early)

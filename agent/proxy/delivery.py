@@ -38,17 +38,20 @@ class Refused(Exception):
         self.outcome = outcome
 
 
-async def connect_app(proxy: ProxyCore, pod: PodNetns, source_identity: str, source_ip: str,
+async def connect_app(proxy: ProxyCore, pod: PodNetns, conn: Connection, source_ip: str,
                       port: int) -> socket.socket:
     """A socket connected to ``port`` of the pod's app, from inside the pod, if policy allows.
 
-    ``source_identity`` is "" for plaintext from outside the mesh; ``source_ip`` is where the
-    connection comes from (the source pod, or the plaintext client).
+    ``conn.source_identity`` is "" for plaintext from outside the mesh; ``source_ip`` is where
+    the connection comes from (the source pod, or the plaintext client). Both and the port stay
+    on ``conn``, with the decision, for the re-check when policies change.
     """
     workload = pod.workload
-    if not proxy.authorize(source_identity, source_ip, workload, port):
-        raise Refused(STATUS_DENIED, "denied", f"{source_identity or source_ip} may not connect "
-                      f"to {workload.ref} port {port}")
+    conn.source_ip, conn.app_port = source_ip, port
+    decision = proxy.authorizer.decide(conn, workload)
+    if not decision.allowed:
+        raise Refused(STATUS_DENIED, "denied", f"{conn.source_identity or source_ip} may not connect "
+                      f"to {workload.ref} port {port}: {decision.reason}")
     try:
         return await pod.connect(workload.ip, port, proxy.connect_timeout)
     except OSError as e:  # TimeoutError included
@@ -141,7 +144,7 @@ class AcceptedStream(Accepted):
         stream: StreamTransport = self.transport  # type: ignore[assignment]
         conn = self.conn
         try:
-            sock = await connect_app(self.proxy, self.pod, conn.source_identity, self.source_ip, self.port)
+            sock = await connect_app(self.proxy, self.pod, conn, self.source_ip, self.port)
         except asyncio.CancelledError:
             self.proxy.table.failed(conn, "downstream_closed")
             raise

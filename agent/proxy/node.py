@@ -16,7 +16,7 @@ from typing import Callable
 
 from nodemesh.agent.inpod.pod import LISTEN_BACKLOG, PodNetns
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT
-from nodemesh.agent.proxy.core import Authorize, OriginalDst, ProxyCore, allow_all
+from nodemesh.agent.proxy.core import OriginalDst, ProxyCore
 from nodemesh.agent.proxy.delivery import HboneAcceptor
 from nodemesh.agent.proxy.hbone.server import HANDSHAKE_TIMEOUT, ServerTunnel
 from nodemesh.agent.proxy.outbound import OutboundAccept
@@ -42,9 +42,9 @@ class PodListeners:
 
 class NodeProxy:
     def __init__(self, view: Callable[[], View | None], original_dst: OriginalDst, identities: Identities,
-                 connect_timeout: float = 5.0, authorize: Authorize = allow_all, metrics: bool = True) -> None:
+                 connect_timeout: float = 5.0, metrics: bool = True) -> None:
         """``metrics``: count traffic per label set for the metrics (off: only the admin API's totals)."""
-        self.core = ProxyCore(view, original_dst, identities, connect_timeout, authorize, metrics)
+        self.core = ProxyCore(view, original_dst, identities, connect_timeout, metrics)
 
     async def serve_pod(self, pod: PodNetns) -> PodListeners:
         """Open the pod's listeners inside its namespace and serve them.
@@ -76,6 +76,11 @@ class NodeProxy:
             raise
         core.serve(pod)
         return PodListeners(pod, sockets[PLAINTEXT_PORT], servers, core)
+
+    def recheck(self) -> int:
+        """After a new view: reset the connections into local pods that its policies no longer
+        allow. Returns how many."""
+        return len(self.core.authorizer.recheck(self.core.table))
 
     def tunnels(self) -> dict[str, object]:
         """What ``nodemesh tunnels`` shows: every live HBONE connection, both ways, and counts."""

@@ -60,7 +60,7 @@ async def forward(accepted: OutboundAccept, conn: Connection, original: tuple[st
                 conn.via = "local"
                 for workload in (pod.workload, local.workload):  # as the TLS handshake would
                     proxy.identities.require_valid(workload.uid)
-                upstream = await connect_app(proxy, local, pod.workload.identity, pod.workload.ip, target.port)
+                upstream = await connect_app(proxy, local, conn, pod.workload.ip, target.port)
             else:
                 conn.via = "hbone"
                 traceparent = format_traceparent(conn.trace_id, conn.span_id, proxy.tracing)

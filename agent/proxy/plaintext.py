@@ -70,7 +70,7 @@ async def deliver(accepted: PlaintextAccept, conn: Connection, client_ip: str, p
     """
     proxy, downstream = accepted.proxy, accepted.transport
     try:
-        sock = await connect_app(proxy, accepted.pod, "", client_ip, port)
+        sock = await connect_app(proxy, accepted.pod, conn, client_ip, port)
         await proxy.splice(conn, accepted, sock)
     except asyncio.CancelledError:
         proxy.table.failed(conn, "downstream_closed")

@@ -29,6 +29,7 @@ REPORTER = {"outbound": "source", "inbound": "destination"}
 OK_FLAG = "-"
 RESPONSE_FLAGS = {
     "denied": "DENY",
+    "denied_late": "DENY",  # relayed, then closed by a policy change
     "upstream_401": "DENY",
     "refused_plaintext": "DENY",  # STRICT: Istio shows it as a (synthetic) policy's denial
     "tls_handshake_failed": "TLS_FAILURE",

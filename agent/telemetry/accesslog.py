@@ -14,7 +14,9 @@ Fields (ztunnel's names where it has them): ``start``, ``end`` (RFC 3339, UTC), 
 ``workload``, ``namespace``, ``identity``; ``dst`` also ``service`` and ``upstream``),
 ``bytes_received`` (from the client), ``bytes_sent`` (toward it),
 ``connection_security_policy``, ``response_flags``, ``outcome`` and, when it failed, ``error``;
-``trace_id`` when the connection carries a trace.
+``trace_id`` when the connection carries a trace; ``policy`` and ``policy_action`` when an
+authorization policy decided a connection into a local pod (allowed it, denied it, or closed it
+on a policy change: outcome ``denied_late``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def line(conn: Connection) -> dict[str, object]:
     }
     if not ok:
         out["error"] = conn.failure
+    decision = conn.authorization
+    if decision is not None and decision.policy:  # decided by a policy, not the default
+        out["policy"], out["policy_action"] = decision.policy, decision.action
     if conn.trace_id:
         out["trace_id"] = f"{conn.trace_id:032x}"
     return out

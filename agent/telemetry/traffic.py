@@ -1,4 +1,5 @@
-"""The traffic metrics (Istio's ``istio_tcp_*``, and nodemesh's L4 histograms), read at scrape time.
+"""The traffic metrics (Istio's ``istio_tcp_*``, nodemesh's L4 histograms and authorization
+decisions), read at scrape time.
 
 The proxy only counts into its connection table (``nodemesh.agent.proxy.traffic``); this
 collector turns the table into metric families when Prometheus asks, on the proxy's loop (the
@@ -15,6 +16,7 @@ from typing import Iterable
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from nodemesh.agent.proxy.authorizer import Authorizer
 from nodemesh.agent.proxy.conntrack import ConnectionTable
 from nodemesh.agent.proxy.traffic import CONNECT_LABELS, DURATION_LABELS, LABELS, Key, Totals, duration_key
 from nodemesh.metrics import DURATION_BUCKETS, Buckets, Family
@@ -30,13 +32,21 @@ DURATION = Family(HistogramMetricFamily, "nodemesh_tcp_connection_duration_secon
                   "How long connections lived, from accept to close.", DURATION_LABELS)
 CONNECT = Family(HistogramMetricFamily, "nodemesh_upstream_connect_duration_seconds",
                  "Time from accept to the upstream's answer, per destination service.", CONNECT_LABELS)
+DECISIONS = Family(CounterMetricFamily, "nodemesh_authorization_decisions",
+                   "Authorization decisions on connections into local pods, by the deciding policy "
+                   "(none: the default), its action and the result; late rejections included.",
+                   ("policy", "action", "result"))
+LATE_REJECTIONS = Family(CounterMetricFamily, "nodemesh_authorization_late_rejections",
+                         "Open connections reset because a policy change no longer allows them.",
+                         ("policy", "action"))
 
 
 class TrafficCollector(Collector):
-    def __init__(self, table: ConnectionTable) -> None:
+    def __init__(self, table: ConnectionTable, authorizer: Authorizer) -> None:
         assert table.traffic is not None, "metrics are off: the table keeps no traffic totals"
         self.table = table
         self.traffic = table.traffic
+        self.authorizer = authorizer
 
     def collect(self) -> Iterable[Metric]:
         live: dict[int, list[int]] = {}  # id of a label set's totals -> [received, sent] of open connections
@@ -56,3 +66,5 @@ class TrafficCollector(Collector):
             durations.setdefault(duration_key(key), Buckets(DURATION_BUCKETS)).add(t.duration)
         yield DURATION.histogram(durations.items())
         yield CONNECT.histogram(self.traffic.connect.items())
+        yield DECISIONS.of(self.authorizer.decisions())
+        yield LATE_REJECTIONS.of(self.authorizer.late)

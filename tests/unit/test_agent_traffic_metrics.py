@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nodemesh.agent.proxy.authorizer import Authorizer
 from nodemesh.agent.proxy.conntrack import INBOUND, OUTBOUND, ConnectionTable
 from nodemesh.agent.proxy.relay import pair
 from nodemesh.agent.telemetry.traffic import TrafficCollector
@@ -20,7 +21,7 @@ SERVER = Workload(uid="u2", name="catalog-b", namespace="shop", service_account=
 
 def scrape(table: ConnectionTable) -> dict[str, list[tuple[dict[str, str], float]]]:
     registry = CollectorRegistry()
-    registry.register(TrafficCollector(table))
+    registry.register(TrafficCollector(table, Authorizer(lambda: None)))
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

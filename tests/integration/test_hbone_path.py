@@ -27,6 +27,7 @@ from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
 from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
+from nodemesh.authz.policy import ALLOW, DENY, AuthorizationPolicy, Rule, Source  # noqa: E402
 from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
 from nodemesh.netns import Netns  # noqa: E402
 from nodemesh.tools.sim.names import SimNames  # noqa: E402
@@ -116,6 +117,15 @@ class Cluster:
         self.a = Agent("node-a", self)
         self.b = Agent("node-b", self)
         self.apps: list[asyncio.AbstractServer] = []
+
+    def enforce(self, *policies: AuthorizationPolicy) -> None:
+        """A new view with these policies, applied as the agent applies one (then re-checks)."""
+        assert self.view is not None
+        model = self.view.model
+        self.view = View.build(self.view.version + 1, MeshModel(model.workloads, model.services, model.nodes,
+                                                                {p.key: p for p in policies}), self.ca.bundle)
+        for agent in (self.a, self.b):
+            agent.proxy.recheck()
 
     def original_dst(self, peer: tuple[str, int], local: tuple[str, int]) -> tuple[str, int] | None:
         return self.destinations.get((peer[0], peer[1]))
@@ -299,21 +309,17 @@ def test_a_burst_of_connects_waits_in_each_pod_listeners_queue() -> None:
 def test_same_node_traffic_skips_tls_but_keeps_identity_and_policy() -> None:
     async def test(c: Cluster) -> None:
         await c.app(LOCAL)
-        asked: list[tuple[str, str, str, int]] = []
-
-        def authorize(source: str, source_ip: str, destination: Workload, port: int) -> bool:
-            asked.append((source, source_ip, destination.ref, port))
-            return True
-
-        c.a.proxy.core.authorize = authorize
+        c.enforce(AuthorizationPolicy("client-only", "shop", ALLOW, rules=(
+            Rule((Source(principals=(CLIENT.identity.removeprefix("spiffe://"),)),)),)))
         reader, writer = await c.connect(LOCAL)
         writer.write(b"local")
         assert await reader.readexactly(5) == b"local"
         [conn] = c.a.proxy.core.table.snapshot()["in_flight"]
         assert (conn["via"], conn["connection_security_policy"], conn["source_identity"],
-                conn["destination_identity"]) == ("local", "mutual_tls", CLIENT.identity, LOCAL.identity)
+                conn["destination_identity"], conn["policy"]) == (
+            "local", "mutual_tls", CLIENT.identity, LOCAL.identity, "shop/client-only")
         writer.close()
-        assert asked == [(CLIENT.identity, CLIENT.ip, "shop/local", APP_PORT)]
+        assert c.a.proxy.core.authorizer.decisions() == {("shop/client-only", ALLOW, "allowed"): 1}
         assert c.a.pool.handshakes == 0 and c.a.pool.snapshot()["tunnels"] == []
 
     run(test)
@@ -357,15 +363,50 @@ async def refused_fast(c: Cluster, destination: Workload) -> None:
     assert loop.time() - start < 1.0
 
 
+DENY_CLIENT = AuthorizationPolicy("deny-client", "shop", DENY, rules=(
+    Rule((Source(principals=(CLIENT.identity.removeprefix("spiffe://"),)),)),))
+
+
 @pytest.mark.parametrize("where", ["remote", "local"])
 def test_denied_by_policy_is_401_and_a_reset(where: str) -> None:
     async def test(c: Cluster) -> None:
         destination, agent = (CATALOG, c.b) if where == "remote" else (LOCAL, c.a)
         await c.app(destination)
-        agent.proxy.core.authorize = lambda source, source_ip, dest, port: False
+        c.enforce(DENY_CLIENT)
         await refused_fast(c, destination)
         await c.a.counted("outbound", "upstream_401" if where == "remote" else "denied")
         assert c.b.totals().get(("inbound", "denied")) == (1 if where == "remote" else None)  # B said 401 first
+        assert agent.proxy.core.authorizer.decisions() == {("shop/deny-client", DENY, "denied"): 1}
+
+    run(test)
+
+
+def test_a_policy_change_resets_open_connections_on_both_paths_and_spares_the_rest() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        await c.app(LOCAL)
+        await c.app(LEGACY)
+        held = {}
+        for destination in (CATALOG, LOCAL, LEGACY):
+            reader, writer = await c.connect(destination)
+            writer.write(b"up")
+            assert await reader.readexactly(2) == b"up"
+            held[destination.ref] = reader, writer
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        c.enforce(DENY_CLIENT)
+        for ref in (CATALOG.ref, LOCAL.ref):
+            reader, writer = held.pop(ref)
+            with pytest.raises(ConnectionResetError):
+                await reader.read()
+            writer.close()
+        assert loop.time() - start < 1.0
+        reader, writer = held.pop(LEGACY.ref)  # not meshed: no agent decides it
+        writer.write(b"still")
+        assert await reader.readexactly(5) == b"still"
+        writer.close()
+        for agent in (c.a, c.b):
+            assert agent.proxy.core.authorizer.late == {("shop/deny-client", DENY): 1}, agent.node
 
     run(test)
 

@@ -14,12 +14,24 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from nodemesh.errors import CannotListen
 
 log = logging.getLogger(__name__)
 
-Route = Callable[[], Awaitable[tuple[int, object]]]
+Answer = Awaitable[tuple[int, object]]
+Route = Callable[[], Answer]
+
+
+@dataclass(frozen=True)
+class WithQuery:
+    """A route that reads the request's query string (``?a=1&b=2``; a name given twice: the last)."""
+
+    view: Callable[[dict[str, str]], Answer]
+
+
+Routes = dict[str, Route | WithQuery]
 
 
 @dataclass(frozen=True)
@@ -35,16 +47,18 @@ def _json(body: object) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    routes: dict[str, Route] = {}
+    routes: Routes = {}
     loop: asyncio.AbstractEventLoop
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        route = self.routes.get(self.path.split("?", 1)[0])
+        path, _, query = self.path.partition("?")
+        route = self.routes.get(path)
         try:
             if route is None:
                 status, body = HTTPStatus.NOT_FOUND, {"error": f"no such endpoint; try {sorted(self.routes)}"}
             else:
-                status, body = asyncio.run_coroutine_threadsafe(route(), self.loop).result(timeout=5)
+                answer = route.view(dict(parse_qsl(query))) if isinstance(route, WithQuery) else route()
+                status, body = asyncio.run_coroutine_threadsafe(answer, self.loop).result(timeout=5)
             if isinstance(body, Text):
                 data, content_type = body.body, body.content_type
             else:  # here: an answer that is not JSON is the view's error too, not a dropped connection
@@ -64,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpEndpoint:
     """A small HTTP server on a thread, whose routes run on the loop."""
 
-    def __init__(self, host: str, port: int, routes: dict[str, Route], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, host: str, port: int, routes: Routes, loop: asyncio.AbstractEventLoop) -> None:
         handler = type("Handler", (_Handler,), {"routes": routes, "loop": loop})
         try:
             self._server = ThreadingHTTPServer((host, port), handler)

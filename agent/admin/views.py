@@ -7,6 +7,9 @@ returns is one consistent moment.
   GET /connections   connections in flight and totals since start
   GET /tunnels       live HBONE connections, both ways
   GET /certs         workload certificates and their renewal
+  GET /policies      per meshed workload of this node, the authorization policies that apply
+  GET /authz/check?from=NS/SA&to=NS/WORKLOAD:PORT&from_ip=IP
+                     the decision for such a connection, explained policy by policy, rule by rule
   GET /healthz/ready 200 when ready, 503 with the reason otherwise (readiness port)
   GET /metrics       Prometheus metrics (metrics port; also at Istio's /stats/prometheus):
                      collected on the loop too, so counters and gauges agree with each other
@@ -21,7 +24,8 @@ from typing import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from nodemesh.agent.admin.http import Route, Text
+from nodemesh.agent.admin import authz
+from nodemesh.agent.admin.http import Routes, Text, WithQuery
 from nodemesh.agent.controlplane.subscription import ConfigClient
 from nodemesh.agent.ebpf.capture import PlaintextCapture
 from nodemesh.agent.ebpf.steering import Steering
@@ -55,14 +59,15 @@ class AdminViews:
     def __init__(self, parts: AgentParts) -> None:
         self.parts = parts
 
-    def admin_routes(self) -> dict[str, Route]:
+    def admin_routes(self) -> Routes:
         return {"/config_dump": self.config_dump, "/connections": self.connections,
-                "/tunnels": self.tunnels, "/certs": self.certs}
+                "/tunnels": self.tunnels, "/certs": self.certs, "/policies": self.policies,
+                "/authz/check": WithQuery(self.authz_check)}
 
-    def readiness_routes(self) -> dict[str, Route]:
+    def readiness_routes(self) -> Routes:
         return {"/healthz/ready": self.ready}
 
-    def metrics_routes(self) -> dict[str, Route]:
+    def metrics_routes(self) -> Routes:
         """Empty when metrics are off."""
         if self.parts.registry is None:
             return {}
@@ -118,6 +123,14 @@ class AdminViews:
 
     async def certs(self) -> Response:
         return HTTPStatus.OK, self.parts.certs.status()
+
+    async def policies(self) -> Response:
+        p = self.parts
+        return HTTPStatus.OK, authz.enforced(p.node, p.view(), p.proxy.core.authorizer.policies())
+
+    async def authz_check(self, params: dict[str, str]) -> Response:
+        p = self.parts
+        return authz.check(p.node, p.view(), p.proxy.core.authorizer.policies(), params)
 
 
 def _json(value: object) -> object:

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "demo": "nodemesh.tools.demo:demo",
     "tunnels": "nodemesh.tools.observe:tunnels",
     "certs": "nodemesh.tools.observe:certs",
+    "policies": "nodemesh.tools.observe:policies",
+    "authz": "nodemesh.tools.observe:authz",
     "top": "nodemesh.tools.top.command:top",
     "bench": "nodemesh.tools.bench.run:bench",
     "bench-ab": "nodemesh.tools.bench.ab:bench_ab",

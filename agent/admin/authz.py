@@ -33,7 +33,8 @@ def enforced(node: str, view: View | None, policies: PolicySet) -> dict[str, obj
     """Per meshed workload of this node, the policies that apply to it (DENY ones first)."""
     workloads = sorted(view.local_meshed(node), key=lambda w: w.ref) if view is not None else []
     return {"node": node, "version": view.version if view is not None else 0, "workloads": [
-        {"workload": w.ref, "policies": [_policy(p) for p in (*applying.deny, *applying.allow)]}
+        {"workload": w.ref, "workload_name": w.workload_name,
+         "policies": [_policy(p) for p in (*applying.deny, *applying.allow)]}
         for w in workloads for applying in (policies.for_workload(w),)]}
 
 

@@ -73,8 +73,8 @@ def test_policies_lists_each_local_workload_with_the_policies_it_enforces() -> N
     deny = {"policy": "shop/deny-dev", "action": DENY, "scope": "NAMESPACE", "rules": 1, "l7_ignored": [],
             "l7_effect": ""}
     assert (status, body) == (200, {"node": "node-a", "version": 3, "workloads": [
-        {"workload": "shop/db-0", "policies": [deny]},
-        {"workload": "shop/web-0", "policies": [deny, {
+        {"workload": "shop/db-0", "workload_name": "db", "policies": [deny]},
+        {"workload": "shop/web-0", "workload_name": "web", "policies": [deny, {
             "policy": "shop/web-from-client", "action": ALLOW, "scope": "WORKLOAD_SELECTOR", "rules": 2,
             "l7_ignored": ["rules[1].to[0].operation.methods"], "l7_effect": "rules with them match nothing"}]}]})
 

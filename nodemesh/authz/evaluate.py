@@ -77,103 +77,124 @@ class Names:
                 or value.endswith(self.suffixes))
 
 
+# An address as networks compare it: (IP version, integer value).
+Address = tuple[int, int]
+
+
+@lru_cache(maxsize=4096)  # sources are pods and a bounded set of outside clients: parsed once each
+def address_of(ip: str) -> Address | None:
+    """``ip`` as networks compare it; None for no address or not one."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return a.version, int(a)
+
+
 class Networks:
-    """CIDRs, parsed once; an address that is absent or not an address matches none."""
+    """CIDRs, parsed once into (version, network, mask) integers; an absent address matches none."""
 
     __slots__ = ("networks",)
 
     def __init__(self, cidrs: tuple[str, ...]) -> None:
-        self.networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+        nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.networks = tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
 
-    def __call__(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    def __call__(self, address: Address | None) -> bool:
         if address is None:
             return False
-        return any(address in n for n in self.networks)
+        version, value = address
+        for v, network, mask in self.networks:
+            if v == version and value & mask == network:
+                return True
+        return False
+
+
+# What conditions read, by index into ``Attempt.values``
+PRINCIPAL, NAMESPACE, ADDRESS, PORT = range(4)
 
 
 class Attempt:
-    """The connection being decided, as conditions read it. The source address is parsed only
-    if a condition asks for it."""
+    """The connection being decided, as conditions read it: ``values`` by index."""
 
-    __slots__ = ("identity", "principal", "namespace", "ip", "port", "_address")
+    __slots__ = ("identity", "ip", "values")
 
     def __init__(self, identity: str, ip: str, port: int) -> None:
         self.identity = identity
-        self.principal, self.namespace = principal_of(identity)
         self.ip = ip
-        self.port = port
-        self._address: ipaddress.IPv4Address | ipaddress.IPv6Address | None | bool = False
-
-    @property
-    def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-        if self._address is False:
-            try:
-                self._address = ipaddress.ip_address(self.ip)
-            except ValueError:
-                self._address = None
-        return self._address  # type: ignore[return-value]
+        principal, namespace = principal_of(identity)
+        self.values = (principal, namespace, address_of(ip), port)
 
 
 class Condition:
     """One field of a ``source`` or an ``operation``: one of its values matches what the attempt
-    has, or for a ``not`` field, none does."""
+    has, or for a ``not`` field, none does. ``test`` is the same as a plain tuple, which is what
+    deciding loops over (no method call per condition)."""
 
-    __slots__ = ("field", "values", "reads", "matches", "negated")
+    __slots__ = ("field", "values", "reads", "test")
 
-    def __init__(self, field: str, values: tuple[str, ...] | tuple[int, ...], reads: str,
-                 matches: Callable[[object], bool], negated: bool) -> None:
+    def __init__(self, field: str, values: tuple[str, ...] | tuple[int, ...], reads: int,
+                 matches: Callable[[object], bool]) -> None:
         self.field = field  # as users write it: "notPrincipals"
         self.values = values
-        self.reads = reads  # the Attempt's attribute
-        self.matches = matches
-        self.negated = negated
+        self.reads = reads  # index into Attempt.values
+        self.test = (matches, reads, field.startswith("not"))  # holds when matches(value) is not negated
 
-    def __call__(self, attempt: Attempt) -> bool:
-        return self.matches(getattr(attempt, self.reads)) is not self.negated
+    def holds(self, attempt: Attempt) -> bool:
+        matches, reads, negated = self.test
+        return matches(attempt.values[reads]) is not negated
 
     def why_not(self, attempt: Attempt) -> str:
         """Why it did not hold, for an explanation."""
-        shown = (attempt.ip or "(no address)") if self.reads == "address" else (
-            getattr(attempt, self.reads) or PLAINTEXT)
-        verb = "match" if self.negated else "do not match"
+        shown = (attempt.ip or "(no address)") if self.reads == ADDRESS else (attempt.values[self.reads] or PLAINTEXT)
+        verb = "match" if self.test[2] else "do not match"
         return f"{self.field} {list(self.values)} {verb} {shown}"
 
 
-def _conditions(fields: list[tuple[str, tuple, str, Callable[[tuple], Callable[[object], bool]]]]
+def _conditions(fields: list[tuple[str, tuple, int, Callable[[tuple], Callable[[object], bool]]]]
                 ) -> tuple[Condition, ...]:
     """The conditions of the fields given (an empty field is no condition)."""
-    return tuple(Condition(name, values, reads, make(values), name.startswith("not"))
-                 for name, values, reads, make in fields if values)
+    return tuple(Condition(name, values, reads, make(values)) for name, values, reads, make in fields if values)
+
+
+def _ports(ports: tuple[int, ...]) -> Callable[[object], bool]:
+    return frozenset(ports).__contains__
 
 
 def _source(s: Source) -> tuple[Condition, ...]:
     return _conditions([
-        ("principals", s.principals, "principal", Names), ("notPrincipals", s.not_principals, "principal", Names),
-        ("namespaces", s.namespaces, "namespace", Names), ("notNamespaces", s.not_namespaces, "namespace", Names),
-        ("ipBlocks", s.ip_blocks, "address", Networks), ("notIpBlocks", s.not_ip_blocks, "address", Networks),
+        ("principals", s.principals, PRINCIPAL, Names), ("notPrincipals", s.not_principals, PRINCIPAL, Names),
+        ("namespaces", s.namespaces, NAMESPACE, Names), ("notNamespaces", s.not_namespaces, NAMESPACE, Names),
+        ("ipBlocks", s.ip_blocks, ADDRESS, Networks), ("notIpBlocks", s.not_ip_blocks, ADDRESS, Networks),
     ])
 
 
 def _operation(o: Operation) -> tuple[Condition, ...]:
-    return _conditions([("ports", o.ports, "port", lambda v: frozenset(v).__contains__),
-                        ("notPorts", o.not_ports, "port", lambda v: frozenset(v).__contains__)])
+    return _conditions([("ports", o.ports, PORT, _ports), ("notPorts", o.not_ports, PORT, _ports)])
 
 
-def _first_failing(clause: tuple[Condition, ...], attempt: Attempt) -> Condition | None:
-    for condition in clause:
-        if not condition(attempt):
-            return condition
-    return None
+Clauses = tuple[tuple[tuple[Callable[[object], bool], int, bool], ...], ...]
 
 
-def _any_clause(clauses: tuple[tuple[Condition, ...], ...], attempt: Attempt) -> bool:
+def _tests(clauses: tuple[tuple[Condition, ...], ...]) -> Clauses:
+    return tuple(tuple(c.test for c in clause) for clause in clauses)
+
+
+def _any_clause(clauses: Clauses, values: tuple[object, ...]) -> bool:
     """Clauses are OR'ed, their conditions AND'ed; no clause at all: anything."""
     if not clauses:
         return True
     for clause in clauses:
-        if _first_failing(clause, attempt) is None:
+        for matches, reads, negated in clause:
+            if matches(values[reads]) is negated:
+                break
+        else:
             return True
     return False
+
+
+def _first_failing(clause: tuple[Condition, ...], attempt: Attempt) -> Condition:
+    return next(c for c in clause if not c.holds(attempt))
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: counting decisions hashes them per connection
@@ -195,12 +216,13 @@ ALLOWED_NO_DENY = Decision(True, "", "", -1, "allowed: no DENY rule matched and 
 
 
 class CompiledRule:
-    __slots__ = ("index", "sources", "operations", "l7", "never", "decision")
+    __slots__ = ("index", "sources", "operations", "source_tests", "operation_tests", "l7", "never", "decision")
 
     def __init__(self, index: int, rule: Rule, policy: AuthorizationPolicy) -> None:
         self.index = index
-        self.sources = tuple(_source(s) for s in rule.sources)
+        self.sources = tuple(_source(s) for s in rule.sources)  # for explanations
         self.operations = tuple(_operation(o) for o in rule.operations)
+        self.source_tests, self.operation_tests = _tests(self.sources), _tests(self.operations)  # for deciding
         self.l7 = rule.l7
         self.never = bool(rule.l7) and policy.action == ALLOW  # fail closed
         verb = "allowed" if policy.action == ALLOW else "denied"
@@ -208,19 +230,20 @@ class CompiledRule:
                                  f"{verb} by {policy.action} policy {policy.key} rule {index}")
 
     def matches(self, attempt: Attempt) -> bool:
-        return (not self.never and _any_clause(self.sources, attempt)
-                and _any_clause(self.operations, attempt))
+        values = attempt.values
+        return (not self.never and _any_clause(self.source_tests, values)
+                and _any_clause(self.operation_tests, values))
 
     def why(self, attempt: Attempt) -> str:
         """Why the rule matched or not, in one line."""
         if self.never:
             return (f"has L7 fields ({', '.join(self.l7)}): an ALLOW rule with them matches nothing at L4")
         parts = []
-        for what, clauses in (("from", self.sources), ("to", self.operations)):
-            if not clauses or _any_clause(clauses, attempt):
+        for what, clauses, tests in (("from", self.sources, self.source_tests),
+                                     ("to", self.operations, self.operation_tests)):
+            if _any_clause(tests, attempt.values):
                 continue
-            failing = [f"{what}[{i}]: {_first_failing(c, attempt).why_not(attempt)}"  # type: ignore[union-attr]
-                       for i, c in enumerate(clauses)]
+            failing = [f"{what}[{i}]: {_first_failing(c, attempt).why_not(attempt)}" for i, c in enumerate(clauses)]
             parts.append("; ".join(failing))
         if parts:
             return "no match: " + "; ".join(parts)
@@ -237,23 +260,20 @@ class CompiledPolicy:
         self.action = policy.action
         self.rules = tuple(CompiledRule(i, r, policy) for i, r in enumerate(policy.rules))
 
-    def match(self, attempt: Attempt) -> Decision | None:
-        """The decision of the first rule that matches, None if none does."""
-        for rule in self.rules:
-            if rule.matches(attempt):
-                return rule.decision
-        return None
 
 
 class WorkloadPolicies:
     """The policies that apply to one workload, DENY and ALLOW apart, and what happens when no
     rule matches."""
 
-    __slots__ = ("deny", "allow", "otherwise")
+    __slots__ = ("deny", "allow", "rules", "otherwise")
 
     def __init__(self, applying: list[CompiledPolicy]) -> None:
         self.deny = tuple(p for p in applying if p.action == DENY)
         self.allow = tuple(p for p in applying if p.action == ALLOW)
+        # Every rule that can match, DENY ones first, flat: the first match decides.
+        self.rules = tuple((r.source_tests, r.operation_tests, r.decision)
+                           for p in (*self.deny, *self.allow) for r in p.rules if not r.never)
         if self.allow:
             keys = ",".join(p.key for p in self.allow)
             self.otherwise = Decision(False, keys, ALLOW, -1,
@@ -262,13 +282,9 @@ class WorkloadPolicies:
             self.otherwise = ALLOWED_NO_DENY if self.deny else ALLOWED_BY_DEFAULT
 
     def decide(self, attempt: Attempt) -> Decision:
-        for policy in self.deny:
-            decision = policy.match(attempt)
-            if decision is not None:
-                return decision
-        for policy in self.allow:
-            decision = policy.match(attempt)
-            if decision is not None:
+        values = attempt.values
+        for sources, operations, decision in self.rules:
+            if _any_clause(sources, values) and _any_clause(operations, values):
                 return decision
         return self.otherwise
 

@@ -14,6 +14,7 @@ from nodemesh.agent.state.store import View
 from nodemesh.authz.check import Check
 from nodemesh.authz.evaluate import CompiledPolicy, PolicySet
 from nodemesh.authz.policy import ALLOW
+from nodemesh.identity import Identity
 from nodemesh.model import Workload
 
 Response = tuple[int, object]
@@ -57,7 +58,8 @@ def check(node: str, view: View | None, policies: PolicySet, params: dict[str, s
     workload = _local(node, view, asked.destination)
     if workload is None:
         return HTTPStatus.NOT_FOUND, {"error": f"no meshed workload {asked.destination} on node {node}"}
-    explained = policies.explain(asked.identity, asked.source_ip, workload, asked.port)
+    identity = asked.identity(Identity.parse(workload.identity).trust_domain)  # the mesh's own
+    explained = policies.explain(identity, asked.source_ip, workload, asked.port)
     return HTTPStatus.OK, {"node": node, "version": view.version if view is not None else 0,
-                           "from": asked.source, "identity": asked.identity, "from_ip": asked.source_ip,
+                           "from": asked.source, "identity": identity, "from_ip": asked.source_ip,
                            "to": workload.ref, "port": asked.port, **explained.as_dict()}

@@ -56,13 +56,12 @@ class Check:
     port: int
     source_ip: str = ""
 
-    @property
-    def identity(self) -> str:
-        """The SPIFFE id the source would present; "" for plaintext."""
+    def identity(self, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> str:
+        """The SPIFFE id the source would present in ``trust_domain`` (the mesh's); "" for plaintext."""
         if not self.source:
             return ""
         namespace, account = self.source.split("/")
-        return str(Identity(DEFAULT_TRUST_DOMAIN, namespace, account))
+        return str(Identity(trust_domain, namespace, account))
 
     def query(self) -> str:
         return urlencode({"from": self.source, "to": f"{self.destination}:{self.port}", "from_ip": self.source_ip})

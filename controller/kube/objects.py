@@ -32,6 +32,7 @@ from nodemesh.controller.kube.fields import (
     DNS1123_SUBDOMAIN,
     PORT_NAME,
     Fields,
+    Namespaced,
     check_unique,
     kind_of,
     labels,
@@ -85,9 +86,7 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class Pod:
-    namespace: str
-    name: str
+class Pod(Namespaced):
     uid: str | None
     node_name: str
     service_account: str
@@ -95,10 +94,6 @@ class Pod:
     pod_ip: str | None
     containers: tuple[Container, ...]
     owner: Owner | None = None  # metadata.ownerReferences: the controller's, else the first
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
     def port_named(self, name: str) -> int | None:
         """The containerPort named ``name``, how a Service's named targetPort is resolved."""
@@ -117,17 +112,11 @@ class ServicePortSpec:
 
 
 @dataclass(frozen=True)
-class Service:
-    namespace: str
-    name: str
+class Service(Namespaced):
     selector: Mapping[str, str]
     ports: tuple[ServicePortSpec, ...]
     cluster_ip: str | None
     prefer_close: bool = False  # spec.trafficDistribution: PreferClose
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

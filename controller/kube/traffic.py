@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nodemesh.controller.kube.fields import DNS1123_SUBDOMAIN, Fields, metadata, namespace_of
+from nodemesh.controller.kube.fields import DNS1123_SUBDOMAIN, Fields, Namespaced, metadata, namespace_of
 from nodemesh.model import LOAD_BALANCERS, ROUND_ROBIN, OutlierDetection, TrafficPolicy
 
 TRAFFIC_POLICY = "TrafficPolicy"
@@ -46,28 +46,16 @@ class ServiceRef:
 
 
 @dataclass(frozen=True)
-class KubeTrafficPolicy:
-    namespace: str
-    name: str
+class KubeTrafficPolicy(Namespaced):
     targets: tuple[ServiceRef, ...]
     settings: TrafficPolicy  # prefer_close left False: it depends on the Service too
     locality: str | None  # PreferClose | Any; None: as the Service's spec.trafficDistribution says
 
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
 
 @dataclass(frozen=True)
-class TCPRoute:
-    namespace: str
-    name: str
+class TCPRoute(Namespaced):
     parents: tuple[ServiceRef, ...]
     backends: tuple[ServiceRef, ...]  # the one rule's backendRefs
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 def parse_traffic_policy(doc: dict, fields: Fields) -> KubeTrafficPolicy:

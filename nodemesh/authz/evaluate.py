@@ -11,11 +11,14 @@ L7 fields is evaluated without them (both fail closed). A policy without rules: 
 nothing, DENY denies nothing; a rule without ``from`` and ``to`` matches every connection.
 
 Why it is fast: a ``PolicySet`` is made once per view of the mesh. It compiles each policy into
-matcher objects (CIDRs parsed, wildcards split into exact names, prefixes and suffixes) and
-reuses the compiled form of a policy whose value did not change since the previous set; it
-works out the policies that apply to a workload once, on the workload's first connection. A
-connection into a workload no policy applies to costs one dict lookup; every ``Decision`` is
-made when the set is compiled, so deciding allocates nothing but the one ``Attempt`` it reads.
+matcher objects (CIDRs parsed into integers, wildcards split into exact names, prefixes and
+suffixes) and reuses the compiled form of a policy whose value did not change since the previous
+set; it works out the policies that apply to a workload once, on the workload's first
+connection, as one flat tuple of rule tests, DENY rules first. A connection into a workload no
+policy applies to costs one dict lookup; every ``Decision`` is made when the set is compiled,
+and a source's principal and address are parsed once (cached), so deciding allocates nothing
+but the one ``Attempt`` it reads. Measured: 0.25 us per connection without policies, 1.7 us
+with six (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -117,11 +120,10 @@ PRINCIPAL, NAMESPACE, ADDRESS, PORT = range(4)
 class Attempt:
     """The connection being decided, as conditions read it: ``values`` by index."""
 
-    __slots__ = ("identity", "ip", "values")
+    __slots__ = ("ip", "values")
 
     def __init__(self, identity: str, ip: str, port: int) -> None:
-        self.identity = identity
-        self.ip = ip
+        self.ip = ip  # as given, for explanations
         principal, namespace = principal_of(identity)
         self.values = (principal, namespace, address_of(ip), port)
 
@@ -199,6 +201,8 @@ def _first_failing(clause: tuple[Condition, ...], attempt: Attempt) -> Condition
 
 @dataclass(frozen=True, eq=False)  # compared by identity: counting decisions hashes them per connection
 class Decision:
+    """What was decided and why; made once per rule (and per workload's default) at compile time."""
+
     allowed: bool
     policy: str  # the deciding policy's key; "" for the default; on "no ALLOW matched", the ALLOW
     #              policies that apply, comma-separated

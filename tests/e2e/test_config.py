@@ -13,15 +13,38 @@ from simcluster import NODEMESH, SimCluster, idle_pod, module_cluster, namespace
 pytestmark = [pytest.mark.e2e, pytest.mark.kernel]
 
 
-def cluster_yaml(spare_app: str) -> str:
+def cluster_yaml(spare_app: str, extra: str = "") -> str:
     """catalog selects app=catalog; the pod `spare` joins it when spare_app == "catalog"."""
     return "".join([
         namespace("shop"),
         idle_pod("client", "node-a", "shop"),
+        idle_pod("other", "node-a", "shop", service_account="other"),
         service("catalog", "catalog"),
         server_pod("catalog-a", "node-a", {"app": "catalog"}, service_account="default"),
         server_pod("spare", "node-b", {"app": spare_app}, service_account="default"),
+        extra,
     ])
+
+
+# The catalog refuses the service account `other`; a bad edit of it must not lift the denial.
+DENY_OTHER = """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-other, namespace: shop}
+spec:
+  selector: {matchLabels: {app: catalog}}
+  action: DENY
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/other]}}]}]
+"""
+BAD_POLICY_AND_ROUTE = DENY_OTHER.replace("action: DENY", "action: REJECT").replace(
+    "rules: [", "rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}, ") + """---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: split, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: catalog}]
+  rules: [{backendRefs: [{name: catalog, port: 80, weight: -1}]}]
+"""
 
 
 # Connects to the VIP every 20 ms for DURATION seconds; prints "<unix time> <server name>".
@@ -116,6 +139,30 @@ def test_a_bad_edit_is_rejected_and_the_old_config_keeps_serving(cluster: SimClu
     tally = cluster.client("shop/client", f"{cluster.vip('shop/catalog')}:80", count=6)
     assert tally["failed"] == 0 and set(tally["servers"]) == {"catalog-a", "spare"}, tally
     assert cluster.status()["processes"]["controller"]["alive"]
+
+
+def test_bad_policy_and_route_edits_are_rejected_by_name_and_the_last_good_policy_stays(
+        cluster: SimCluster) -> None:
+    catalog = f"{cluster.vip('shop/catalog')}:80"
+    cluster.file.write_text(cluster_yaml("spare", DENY_OTHER))
+    cluster.wait_for("the policy to deny `other`",
+                     lambda: cluster.client("shop/other", catalog, count=2, timeout=2)["failed"] == 2)
+    version = cluster.admin("node-a", "/config_dump")["version"]
+    rejections = cluster.log("controller").count("keeping the last good model")
+    cluster.file.write_text(cluster_yaml("spare", BAD_POLICY_AND_ROUTE))
+    cluster.wait_for("the controller to log the rejection",
+                     lambda: cluster.log("controller").count("keeping the last good model") > rejections)
+    log = cluster.log("controller")
+    for named in ("AuthorizationPolicy shop/deny-other: spec.action:",
+                  "AuthorizationPolicy shop/deny-other: spec.rules[0].from[0].source.ipBlocks[0]:",
+                  "TCPRoute shop/split: spec.rules[0].backendRefs[0].weight:"):
+        assert named in log, f"{named!r} not in the controller's log:\n{log[-3000:]}"
+    time.sleep(0.5)  # not a condition: time for a wrong push to reach the agents, proving none does
+    assert cluster.admin("node-a", "/config_dump")["version"] == version
+    assert [p["name"] for p in cluster.admin("node-a", "/config_dump")["policies"]] == ["deny-other"]
+    assert cluster.client("shop/other", catalog, count=3, timeout=2)["failed"] == 3
+    tally = cluster.client("shop/client", catalog, count=3)
+    assert tally["failed"] == 0, tally
 
 
 def test_traffic_flows_while_the_controller_is_down_and_agents_resync_after(cluster: SimCluster) -> None:

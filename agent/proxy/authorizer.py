@@ -1,5 +1,5 @@
 """The destination agent's authorization: every connection into a local pod, at connect time
-and again whenever the policies change.
+and again whenever the policies (or the labels they select by) change.
 
 ``delivery.connect_app`` asks ``decide`` once per connection, on all three ways into a pod;
 the decision (which policy, which rule) stays on the connection, with what deciding it took
@@ -39,6 +39,15 @@ def _labels(decision: Decision) -> DecisionKey:
     return (decision.policy or NONE, decision.action or NONE, "allowed" if decision.allowed else "denied")
 
 
+def _relabelled(before: View | None, after: View | None) -> bool:
+    """Whether a workload's labels changed between two views: which policies select it may have
+    (a pod labelled into a policy's selector must lose the connections the policy denies)."""
+    if before is None or after is None:
+        return False
+    old = before.model.workloads
+    return any(w.labels != old[uid].labels for uid, w in after.model.workloads.items() if uid in old)
+
+
 class Authorizer:
     def __init__(self, view: Callable[[], View | None]) -> None:
         self.view = view
@@ -56,9 +65,9 @@ class Authorizer:
         """The current view's compiled policies (made on the first call after a view change)."""
         view = self.view()
         if view is not self._view:
-            self._view = view
+            before, self._view = self._view, view
             self._set = PolicySet(view.model.policies if view is not None else {}, self._set)
-            if self._set.changed:
+            if self._set.changed or _relabelled(before, view):
                 self.generation += 1
             for decision, n in self._counts.items():  # decisions are the set's: count them by labels from now on
                 self._folded[_labels(decision)] += n

@@ -206,6 +206,25 @@ def test_a_new_view_with_the_same_policies_rechecks_nothing() -> None:
     run(test, DENY_DEV)
 
 
+def test_relabelling_the_pod_into_a_policys_selector_resets_what_the_policy_denies() -> None:
+    deny_client_on_admin = AuthorizationPolicy("deny-client", "shop", DENY, frozen_labels({"tier": "admin"}),
+                                               (Rule((Source(principals=(CLIENT[9:],)),)),))
+
+    async def test(proxy: ProxyCore, views: Views, connect) -> None:  # type: ignore[no-untyped-def]
+        reader, _ = await relaying(connect, CLIENT)
+        [conn] = proxy.table.in_flight.values()
+        relabelled = Workload(**{**vars(WEB), "labels": frozen_labels({"app": "web", "tier": "admin"})})
+        views.set(deny_client_on_admin, workload=relabelled)  # the same policies, new labels
+        assert proxy.authorizer.recheck(proxy.table) == [conn]
+        try:
+            await reader.read()
+            raise AssertionError("the connection the relabelled pod's policy denies was not reset")
+        except ConnectionResetError:
+            pass
+
+    run(test, deny_client_on_admin)
+
+
 def test_a_connection_whose_app_was_being_connected_when_policies_changed_is_decided_again() -> None:
     async def test(proxy: ProxyCore, views: Views, connect) -> None:  # type: ignore[no-untyped-def]
         def config_arrives() -> None:

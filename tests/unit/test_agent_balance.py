@@ -421,3 +421,32 @@ def test_the_idle_sweep_closes_what_moved_no_byte_for_its_timeout() -> None:
     assert idle.sweep([busy], 4.9) == ([], 0.5) and busy.idle_since == 4.9
     assert idle.sweep([busy], 6.9) == ([busy], 0.0)
     assert idle.interval(3600) == idle.MAX_INTERVAL and idle.interval(0.01) == idle.MIN_INTERVAL
+
+
+# -- what shows ----------------------------------------------------------------------------------
+def test_decisions_show_in_the_connection_table_the_access_log_and_the_flags() -> None:
+    from nodemesh.agent.proxy.conntrack import OUTBOUND, ConnectionTable
+    from nodemesh.agent.proxy.traffic import response_flag
+    from nodemesh.agent.telemetry.accesslog import line
+
+    h = Harness(svc("web", PODS, traffic=close(load_balancer=POWER_OF_TWO_CHOICES)))
+    table = ConnectionTable()
+    conn = table.open(OUTBOUND, "shop/client", "10.96.0.1:80")
+    conn.lease = lease = h.lease()
+    h.balancer.pick(lease)
+    h.fail(lease, "upstream_503")
+    endpoint, _ = h.balancer.pick(lease)
+    h.balancer.connected(lease)
+    shown = conn.as_dict()
+    assert (shown["chosen_by"], shown["locality"], shown["failover"]) == ("p2c", "zone", True)
+    assert shown["attempts"] == [{"endpoint": "shop/p1", "upstream": f"{PODS[0].ip}:8080", "outcome": "upstream_503",
+                                  "ejected_seconds": 10.0}]
+    table.established(conn)
+    assert endpoint.active == 1 and lease.route.limits.breaker.active == 1
+    conn.closed_by = "idle_timeout"
+    table.closed(conn)
+    assert endpoint.active == 0 and lease.route.limits.breaker.active == 0  # the close released the lease
+    logged = line(conn)
+    assert (logged["chosen_by"], logged["closed_by"], len(logged["attempts"])) == ("p2c", "idle_timeout", 1)
+    assert [response_flag(o) for o in ("upstream_overflow", "rate_limited", "no_healthy_upstream",
+                                       "retries_exhausted")] == ["UO", "RL", "UH", "URX"]

@@ -103,7 +103,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    yield from module_cluster(request, tmp_path_factory, "tm-bal", CLUSTER)
+    yield from module_cluster(request, tmp_path_factory, "tmbal", CLUSTER)
 
 
 def to(cluster: SimCluster, service_name: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nodemesh.controller.ca.durations import parse_duration
+from nodemesh.controller.durations import parse_duration
 from nodemesh.errors import UserError
 from nodemesh.flags import checked_by, parsed_by
 

@@ -1,39 +1,52 @@
-"""Kubernetes objects (v1 Namespace, Pod, Service): parsing and validating them into typed values.
+"""Kubernetes objects: parsing and validating them into typed values, every kind through
+``parse_objects``.
 
 Every source hands the same dict shapes, as the Kubernetes API serves them: the file source gets
 them from YAML, a Kubernetes API source will get them from watches. Both call
 ``parse_objects``, so what is accepted, and how it is explained when it is not, is decided once.
+The core kinds (v1 Namespace, Pod, Service, Node) are read here; AuthorizationPolicy in
+``authz.py``, TrafficPolicy and TCPRoute in ``traffic.py``; all read fields through
+``fields.py``.
 
-Validation reads only the fields the mesh uses and ignores the rest (images, resources, ...), as
-a Kubernetes manifest carries much more than we need. Every problem is collected, not just the
-first, and each message names the object and the field, e.g. ``Pod demo/client: spec.nodeName:
-required``, so that one run of the controller lists everything there is to fix.
+Validation of the core kinds reads only the fields the mesh uses and ignores the rest (images,
+resources, ...), as a Kubernetes manifest carries much more than we need; the mesh's own kinds
+refuse unknown fields. Every problem is collected, not just the first, and each message names the
+object and the field, e.g. ``Pod demo/client: spec.nodeName: required``, so that one run of the
+controller lists everything there is to fix.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from nodemesh.authz.policy import ROOT_NAMESPACE, AuthorizationPolicy
+from nodemesh.controller.kube import authz, traffic
+from nodemesh.controller.kube.fields import (
+    DEFAULT_NAMESPACE,
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    PORT_NAME,
+    Fields,
+    Namespaced,
+    check_unique,
+    kind_of,
+    labels,
+    metadata,
+    namespace_of,
+)
+from nodemesh.controller.kube.traffic import KubeTrafficPolicy, TCPRoute
 from nodemesh.controller.problems import Problems
 from nodemesh.model import MESH_ENABLED, MESH_LABEL
 
-DEFAULT_NAMESPACE = "default"
 DEFAULT_SERVICE_ACCOUNT = "default"
-SUPPORTED_KINDS = ("Namespace", "Pod", "Service")
-
-# Kubernetes' own name rules: namespaces are DNS-1123 labels, pods and node names DNS-1123
-# subdomains, services DNS-1035 labels, port names IANA service names. The simulated cluster builds
-# netns and cgroup names from them, so they must not hold slashes, spaces or the like.
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+CLUSTER_SCOPED = ("Namespace", "Node")
+# spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
+PREFER_CLOSE = traffic.PREFER_CLOSE
 
 
 class ConfigError(Problems):
@@ -73,9 +86,7 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class Pod:
-    namespace: str
-    name: str
+class Pod(Namespaced):
     uid: str | None
     node_name: str
     service_account: str
@@ -83,10 +94,6 @@ class Pod:
     pod_ip: str | None
     containers: tuple[Container, ...]
     owner: Owner | None = None  # metadata.ownerReferences: the controller's, else the first
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
     def port_named(self, name: str) -> int | None:
         """The containerPort named ``name``, how a Service's named targetPort is resolved."""
@@ -105,110 +112,32 @@ class ServicePortSpec:
 
 
 @dataclass(frozen=True)
-class Service:
-    namespace: str
-    name: str
+class Service(Namespaced):
     selector: Mapping[str, str]
     ports: tuple[ServicePortSpec, ...]
     cluster_ip: str | None
+    prefer_close: bool = False  # spec.trafficDistribution: PreferClose
 
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+
+@dataclass(frozen=True)
+class Node:
+    """A v1 Node: only its labels are read (the zone); nodes themselves come from pods' nodeName."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class KubeObjects:
-    """What a source holds, in the order it was given."""
+    """What a source holds, each kind in the order it was given."""
 
     namespaces: tuple[Namespace, ...] = ()
     pods: tuple[Pod, ...] = ()
     services: tuple[Service, ...] = ()
-
-
-class _Fields:
-    """Typed reads of one object's fields that record, rather than raise, what is wrong.
-
-    Each reader returns a usable default when the value is bad, so that parsing goes on and finds
-    the next problem too.
-    """
-
-    def __init__(self, label: str, errors: list[str]) -> None:
-        self.label = label
-        self.errors = errors
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{self.label}: {path}: {message}")
-
-    def mapping(self, value: Any, path: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.error(path, f"must be a mapping, got {_kind_of(value)}")
-            return {}
-        return value
-
-    def items(self, value: Any, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(path, f"must be a list, got {_kind_of(value)}")
-            return []
-        return value
-
-    def string(self, value: Any, path: str, default: str | None = None) -> str | None:
-        if value is None or value == "":
-            return default
-        if not isinstance(value, str):
-            self.error(path, f"must be a string, got {value!r} (quote it)")
-            return default
-        return value
-
-    def name(self, value: Any, path: str, rule: re.Pattern[str], limit: int, what: str) -> str | None:
-        text = self.string(value, path)
-        if text is None:
-            return None
-        if len(text) > limit or not rule.fullmatch(text):
-            self.error(path, f"{text!r} is not a valid {what} (at most {limit} characters: "
-                             "lowercase letters, digits and '-')")
-        return text
-
-    def strings(self, value: Any, path: str) -> list[str]:
-        result = []
-        for i, item in enumerate(self.items(value, path)):
-            text = self.string(item, f"{path}[{i}]", default="")
-            result.append(text)
-        return result
-
-    def string_map(self, value: Any, path: str) -> dict[str, str]:
-        result = {}
-        for key, item in self.mapping(value, path).items():
-            text = self.string(item, f"{path}.{key}", default="")
-            result[str(key)] = text
-        return result
-
-    def port(self, value: Any, path: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.error(path, f"must be a number between 1 and 65535, got {value!r}")
-            return None
-        if not 1 <= value <= 65535:
-            self.error(path, f"port {value} is out of range (1-65535)")
-            return None
-        return value
-
-    def ipv4(self, value: Any, path: str) -> str | None:
-        text = self.string(value, path)
-        if text is None:
-            return None
-        try:
-            return str(ipaddress.IPv4Address(text))
-        except ValueError:
-            self.error(path, f"{text!r} is not an IPv4 address")
-            return None
-
-
-def _kind_of(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), repr(value))
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    traffic_policies: tuple[KubeTrafficPolicy, ...] = ()
+    tcp_routes: tuple[TCPRoute, ...] = ()
+    nodes: tuple[Node, ...] = ()
 
 
 def _object_label(kind: str, meta: Any, where: str) -> str:
@@ -217,8 +146,8 @@ def _object_label(kind: str, meta: Any, where: str) -> str:
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         return f"{kind} ({where})"
-    if kind == "Namespace":
-        return f"Namespace {name}"
+    if kind in CLUSTER_SCOPED:
+        return f"{kind} {name}"
     namespace = meta.get("namespace") or DEFAULT_NAMESPACE
     return f"{kind} {namespace}/{name}"
 
@@ -229,39 +158,44 @@ def parse_objects(documents: Iterable[Any], source: str) -> KubeObjects:
     ``kind: List`` documents are expanded. Raises ConfigError with every problem found.
     """
     errors: list[str] = []
-    namespaces: list[Namespace] = []
-    pods: list[Pod] = []
-    services: list[Service] = []
+    parsed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
     seen: dict[str, str] = {}  # object label -> where it was first defined
 
     for where, doc in _flatten(documents, source, errors):
         kind = doc.get("kind")
         if not isinstance(kind, str) or not kind:
-            errors.append(f"{where}: kind: required (one of {', '.join(SUPPORTED_KINDS)})")
+            errors.append(f"{where}: kind: required (one of {', '.join(_KINDS)})")
             continue
         label = _object_label(kind, doc.get("metadata"), where)
-        fields = _Fields(label, errors)
-        if kind not in SUPPORTED_KINDS:
+        fields = Fields(label, errors)
+        if kind not in _KINDS:
             fields.error("kind", f"unsupported kind {kind!r} (nodemesh reads "
-                                 f"{', '.join(SUPPORTED_KINDS)})")
+                                 f"{', '.join(_KINDS)})")
             continue
-        if doc.get("apiVersion") != "v1":
-            fields.error("apiVersion", f"must be v1 for a {kind}, got {doc.get('apiVersion')!r}")
+        versions, parse = _KINDS[kind]
+        if doc.get("apiVersion") not in versions:
+            fields.error("apiVersion", f"must be {' or '.join(versions)} for {_a(kind)}, "
+                                       f"got {doc.get('apiVersion')!r}")
         if label in seen:
             fields.error("metadata.name", f"defined twice ({seen[label]} and {where})")
             continue
         seen[label] = where
-        if kind == "Namespace":
-            namespaces.append(_parse_namespace(doc, fields))
-        elif kind == "Pod":
-            pods.append(_parse_pod(doc, fields))
-        else:
-            services.append(_parse_service(doc, fields))
+        parsed[kind].append(parse(doc, fields))
 
-    _check_references(namespaces, pods, services, errors)
+    objects = KubeObjects(
+        namespaces=tuple(parsed["Namespace"]), pods=tuple(parsed["Pod"]),
+        services=tuple(parsed["Service"]),
+        authorization_policies=tuple(parsed[authz.KIND]),
+        traffic_policies=tuple(parsed[traffic.TRAFFIC_POLICY]),
+        tcp_routes=tuple(parsed[traffic.TCP_ROUTE]), nodes=tuple(parsed["Node"]))
+    _check_references(objects, errors)
     if errors:
         raise ConfigError(errors)
-    return KubeObjects(tuple(namespaces), tuple(pods), tuple(services))
+    return objects
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "AEIOU" else f"a {kind}"
 
 
 def _flatten(documents: Iterable[Any], source: str, errors: list[str]) -> Iterable[tuple[str, dict]]:
@@ -272,48 +206,30 @@ def _flatten(documents: Iterable[Any], source: str, errors: list[str]) -> Iterab
             continue
         if not isinstance(doc, dict):
             errors.append(f"{where}: expected a Kubernetes object (a mapping with apiVersion and "
-                          f"kind), got {_kind_of(doc)}")
+                          f"kind), got {kind_of(doc)}")
             continue
         if doc.get("kind") != "List":
             yield where, doc
             continue
-        items = _Fields(f"List ({where})", errors).items(doc.get("items"), "items")
+        items = Fields(f"List ({where})", errors).items(doc.get("items"), "items")
         for i, item in enumerate(items):
             if isinstance(item, dict):
                 yield f"{where} items[{i}]", item
             else:
                 errors.append(f"List ({where}): items[{i}]: expected a Kubernetes object, "
-                              f"got {_kind_of(item)}")
+                              f"got {kind_of(item)}")
 
 
-def _metadata(doc: dict, fields: _Fields, name_rule: re.Pattern[str], limit: int,
-              what: str) -> tuple[str, dict[str, Any]]:
-    meta = fields.mapping(doc.get("metadata"), "metadata")
-    name = fields.name(meta.get("name"), "metadata.name", name_rule, limit, what)
-    if name is None:
-        fields.error("metadata.name", "required")
-    return name or "", meta
+def _parse_namespace(doc: dict, fields: Fields) -> Namespace:
+    name, meta = metadata(doc, fields, DNS1123_LABEL, 63, "namespace name")
+    return Namespace(name=name, labels=labels(meta, fields))
 
 
-def _labels(meta: dict[str, Any], fields: _Fields) -> dict[str, str]:
-    return fields.string_map(meta.get("labels"), "metadata.labels")
-
-
-def _namespace_of(meta: dict[str, Any], fields: _Fields) -> str:
-    return fields.name(meta.get("namespace"), "metadata.namespace", _DNS1123_LABEL, 63,
-                       "namespace name") or DEFAULT_NAMESPACE
-
-
-def _parse_namespace(doc: dict, fields: _Fields) -> Namespace:
-    name, meta = _metadata(doc, fields, _DNS1123_LABEL, 63, "namespace name")
-    return Namespace(name=name, labels=_labels(meta, fields))
-
-
-def _parse_pod(doc: dict, fields: _Fields) -> Pod:
-    name, meta = _metadata(doc, fields, _DNS1123_SUBDOMAIN, 253, "pod name")
+def _parse_pod(doc: dict, fields: Fields) -> Pod:
+    name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "pod name")
     spec = fields.mapping(doc.get("spec"), "spec")
     status = fields.mapping(doc.get("status"), "status")
-    node_name = fields.name(spec.get("nodeName"), "spec.nodeName", _DNS1123_SUBDOMAIN, 253,
+    node_name = fields.name(spec.get("nodeName"), "spec.nodeName", DNS1123_SUBDOMAIN, 253,
                             "node name")
     if node_name is None:
         fields.error("spec.nodeName", "required (the node the pod runs on)")
@@ -322,21 +238,21 @@ def _parse_pod(doc: dict, fields: _Fields) -> Pod:
     containers = tuple(_parse_container(c, f"spec.containers[{i}]", fields)
                        for i, c in enumerate(fields.items(spec.get("containers"), "spec.containers")))
     return Pod(
-        namespace=_namespace_of(meta, fields),
+        namespace=namespace_of(meta, fields),
         name=name,
         uid=fields.string(meta.get("uid"), "metadata.uid"),
         node_name=node_name or "",
         service_account=fields.name(spec.get("serviceAccountName"), "spec.serviceAccountName",
-                                    _DNS1123_SUBDOMAIN, 253, "service account name")
+                                    DNS1123_SUBDOMAIN, 253, "service account name")
         or DEFAULT_SERVICE_ACCOUNT,
-        labels=_labels(meta, fields),
+        labels=labels(meta, fields),
         pod_ip=fields.ipv4(status.get("podIP"), "status.podIP"),
         containers=containers,
         owner=_owner(meta, fields),
     )
 
 
-def _owner(meta: dict[str, Any], fields: _Fields) -> Owner | None:
+def _owner(meta: dict[str, Any], fields: Fields) -> Owner | None:
     """The pod's controller (``controller: true``), else its first owner: what names its workload."""
     owners = []
     for i, ref in enumerate(fields.items(meta.get("ownerReferences"), "metadata.ownerReferences")):
@@ -351,9 +267,9 @@ def _owner(meta: dict[str, Any], fields: _Fields) -> Owner | None:
     return (controllers or [owner for _, owner in owners] or [None])[0]
 
 
-def _parse_container(value: Any, path: str, fields: _Fields) -> Container:
+def _parse_container(value: Any, path: str, fields: Fields) -> Container:
     spec = fields.mapping(value, path)
-    name = fields.name(spec.get("name"), f"{path}.name", _DNS1123_LABEL, 63, "container name")
+    name = fields.name(spec.get("name"), f"{path}.name", DNS1123_LABEL, 63, "container name")
     if name is None:
         fields.error(f"{path}.name", "required")
     env = {}
@@ -370,7 +286,7 @@ def _parse_container(value: Any, path: str, fields: _Fields) -> Container:
     for i, port in enumerate(fields.items(spec.get("ports"), f"{path}.ports")):
         port = fields.mapping(port, f"{path}.ports[{i}]")
         number = fields.port(port.get("containerPort"), f"{path}.ports[{i}].containerPort")
-        port_name = fields.name(port.get("name"), f"{path}.ports[{i}].name", _PORT_NAME, 15,
+        port_name = fields.name(port.get("name"), f"{path}.ports[{i}].name", PORT_NAME, 15,
                                 "port name")
         # Other protocols are the pod's own business: the mesh carries TCP and leaves them out.
         if number is not None and port.get("protocol", "TCP") == "TCP":
@@ -384,8 +300,8 @@ def _parse_container(value: Any, path: str, fields: _Fields) -> Container:
     )
 
 
-def _parse_service(doc: dict, fields: _Fields) -> Service:
-    name, meta = _metadata(doc, fields, _DNS1035_LABEL, 63, "service name")
+def _parse_service(doc: dict, fields: Fields) -> Service:
+    name, meta = metadata(doc, fields, DNS1035_LABEL, 63, "service name")
     spec = fields.mapping(doc.get("spec"), "spec")
     cluster_ip = spec.get("clusterIP")
     if cluster_ip == "None":
@@ -397,21 +313,35 @@ def _parse_service(doc: dict, fields: _Fields) -> Service:
         fields.error("spec.ports", "required (at least one port)")
     parsed = [_parse_service_port(raw, i, len(raw_ports), fields) for i, raw in enumerate(raw_ports)]
     ports = tuple(p for p in parsed if p is not None)
-    _check_unique(fields, "spec.ports", "port", [p.port for p in ports])
-    _check_unique(fields, "spec.ports", "name", [p.name for p in ports if p.name])
+    check_unique(fields, "spec.ports", "port", [p.port for p in ports])
+    check_unique(fields, "spec.ports", "name", [p.name for p in ports if p.name])
     return Service(
-        namespace=_namespace_of(meta, fields),
+        namespace=namespace_of(meta, fields),
         name=name,
         selector=fields.string_map(spec.get("selector"), "spec.selector"),
         ports=ports,
         cluster_ip=fields.ipv4(cluster_ip, "spec.clusterIP"),
+        prefer_close=_traffic_distribution(spec, fields),
     )
 
 
-def _parse_service_port(value: Any, i: int, count: int, fields: _Fields) -> ServicePortSpec | None:
+def _traffic_distribution(spec: dict[str, Any], fields: Fields) -> bool:
+    value = fields.string(spec.get("trafficDistribution"), "spec.trafficDistribution")
+    if value is not None and value != PREFER_CLOSE:
+        fields.error("spec.trafficDistribution", f"{value!r} is not supported ({PREFER_CLOSE}, "
+                                                 "or leave it out)")
+    return value == PREFER_CLOSE
+
+
+def _parse_node(doc: dict, fields: Fields) -> Node:
+    name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "node name")
+    return Node(name=name, labels=labels(meta, fields))
+
+
+def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> ServicePortSpec | None:
     path = f"spec.ports[{i}]"
     spec = fields.mapping(value, path)
-    name = fields.name(spec.get("name"), f"{path}.name", _PORT_NAME, 15, "port name")
+    name = fields.name(spec.get("name"), f"{path}.name", PORT_NAME, 15, "port name")
     if name is None and count > 1:
         fields.error(f"{path}.name", "required when a service has more than one port")
     if spec.get("protocol") not in (None, "TCP"):
@@ -421,7 +351,7 @@ def _parse_service_port(value: Any, i: int, count: int, fields: _Fields) -> Serv
     if target is None:
         target = port
     elif isinstance(target, str):
-        if target.isdigit() or not _PORT_NAME.fullmatch(target) or len(target) > 15:
+        if target.isdigit() or not PORT_NAME.fullmatch(target) or len(target) > 15:
             fields.error(f"{path}.targetPort", f"must be a number or a container port name, "
                                                f"got {target!r}")
             return None
@@ -432,29 +362,29 @@ def _parse_service_port(value: Any, i: int, count: int, fields: _Fields) -> Serv
     return ServicePortSpec(name=name or "", port=port, target_port=target)
 
 
-def _check_unique(fields: _Fields, path: str, what: str, values: list[Any]) -> None:
-    seen = set()
-    for value in values:
-        if value in seen:
-            fields.error(path, f"{what} {value!r} is used twice")
-        seen.add(value)
-
-
-def _check_references(namespaces: list[Namespace], pods: list[Pod], services: list[Service],
-                      errors: list[str]) -> None:
+def _check_references(objects: KubeObjects, errors: list[str]) -> None:
     """Namespaced objects must live in a defined namespace, as the Kubernetes API insists.
 
-    ``default`` always exists in Kubernetes, so it needs no Namespace object.
+    ``default`` always exists in Kubernetes, so it needs no Namespace object; the mesh's root
+    namespace does, like any other.
     """
-    defined = {ns.name for ns in namespaces} | {DEFAULT_NAMESPACE}
-    for kind, objs in (("Pod", pods), ("Service", services)):
+    defined = {ns.name for ns in objects.namespaces} | {DEFAULT_NAMESPACE}
+    namespaced: tuple[tuple[str, tuple[Any, ...]], ...] = (
+        ("Pod", objects.pods), ("Service", objects.services),
+        (authz.KIND, objects.authorization_policies),
+        (traffic.TRAFFIC_POLICY, objects.traffic_policies), (traffic.TCP_ROUTE, objects.tcp_routes))
+    for kind, objs in namespaced:
         for obj in objs:
-            if obj.namespace not in defined:
-                errors.append(f"{kind} {obj.ref}: metadata.namespace: namespace "
-                              f"{obj.namespace!r} is not defined (add a Namespace object named "
-                              f"{obj.namespace})")
+            if obj.namespace in defined:
+                continue
+            root = (f" ({ROOT_NAMESPACE} is the mesh's root namespace: its policies apply to "
+                    "every workload, and it needs its Namespace object too)"
+                    if obj.namespace == ROOT_NAMESPACE else "")
+            errors.append(f"{kind} {obj.namespace}/{obj.name}: metadata.namespace: namespace "
+                          f"{obj.namespace!r} is not defined (add a Namespace object named "
+                          f"{obj.namespace}){root}")
     uids: dict[str, str] = {}
-    for pod in pods:
+    for pod in objects.pods:
         if pod.uid is None:
             continue
         if pod.uid in uids:
@@ -491,3 +421,15 @@ def load_file(path: str | Path) -> KubeObjects:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read: {reason}"]) from None
     return parse_documents(text, str(path))
+
+
+# kind -> (accepted apiVersions, parser)
+_KINDS: dict[str, tuple[tuple[str, ...], Callable[[dict, Fields], Any]]] = {
+    "Namespace": (("v1",), _parse_namespace),
+    "Pod": (("v1",), _parse_pod),
+    "Service": (("v1",), _parse_service),
+    "Node": (("v1",), _parse_node),
+    authz.KIND: (authz.API_VERSIONS, authz.parse_authorization_policy),
+    traffic.TRAFFIC_POLICY: (traffic.TRAFFIC_POLICY_API_VERSIONS, traffic.parse_traffic_policy),
+    traffic.TCP_ROUTE: (traffic.TCP_ROUTE_API_VERSIONS, traffic.parse_tcp_route),
+}

@@ -1,7 +1,8 @@
 """Kubernetes objects -> the mesh model: the one code path every source goes through.
 
 Pure: it reads the addresses assigned so far and returns the model with the address plan it was
-built with, and writes nothing. Either it builds whole or it raises ModelError listing every
+built with, and the warnings the source should log (valid objects that do less than they say),
+and writes nothing. Either it builds whole or it raises ModelError listing every
 problem; the source persists the plan only after a model built whole, so that a refused model
 leaves the address state as it was.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from nodemesh.controller.kube import objects as kube
 from nodemesh.controller.kube.objects import KubeObjects
 from nodemesh.controller.model.ipam import Assignments, Plan, plan_addresses
+from nodemesh.controller.model.policies import l7_warnings
+from nodemesh.controller.model.traffic import split_backends, traffic_settings
 from nodemesh.controller.model.workloads import canonical_revision, canonical_service, workload_name
 from nodemesh.controller.problems import Problems
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN, Identity
@@ -21,6 +24,7 @@ from nodemesh.model import (
     MTLS_MODE_LABEL,
     PERMISSIVE,
     STRICT,
+    ZONE_LABEL,
     MeshModel,
     Node,
     Service,
@@ -47,6 +51,7 @@ class ModelError(Problems):
 class Built:
     model: MeshModel
     addresses: Plan  # what the model's addresses come from: to persist once the model is adopted
+    warnings: tuple[str, ...] = ()  # for the source to log, once per load
 
 
 def workload_uid(pod: kube.Pod) -> str:
@@ -65,6 +70,8 @@ def build_model(objects: KubeObjects, assigned: Assignments,
         endpoints = select_endpoints(svc, objects.pods)
         ports = tuple(_resolve_port(svc, i, spec, endpoints, errors) for i, spec in enumerate(svc.ports))
         services.append((svc, ports, tuple(uids[pod.ref] for pod in endpoints)))
+    traffic = traffic_settings(objects, errors)
+    backends = split_backends(objects, errors)
     plan = plan_addresses(assigned, objects)
     errors.extend(plan.errors)
     if errors:
@@ -83,17 +90,23 @@ def build_model(objects: KubeObjects, assigned: Assignments,
     ]
     model_services = [
         Service(name=svc.name, namespace=svc.namespace, vip=plan.service_vip(svc.ref),
-                ports=ports, endpoints=endpoints)
+                ports=ports, endpoints=endpoints, traffic=traffic[svc.ref],
+                backends=backends.get(svc.ref, ()))
         for svc, ports, endpoints in services
     ]
-    nodes = [Node(name=name, ip=plan.node_ip(name), pod_cidr=plan.node_pod_cidr(name))
+    # The mesh's nodes are those pods run on; a Node object only gives one its zone (a Node
+    # object of a node without pods adds nothing until a pod runs there).
+    zones = {node.name: node.labels.get(ZONE_LABEL, "") for node in objects.nodes}
+    nodes = [Node(name=name, ip=plan.node_ip(name), pod_cidr=plan.node_pod_cidr(name),
+                  zone=zones.get(name, ""))
              for name in sorted({pod.node_name for pod in objects.pods})]
     model = MeshModel(
         workloads={w.uid: w for w in workloads},
         services={s.key: s for s in model_services},
         nodes={n.name: n for n in nodes},
+        policies={p.key: p for p in objects.authorization_policies},
     )
-    return Built(model, plan)
+    return Built(model, plan, l7_warnings(objects.authorization_policies))
 
 
 def _mtls_mode(ns: kube.Namespace, errors: list[str]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nodemesh.controller.files import write_atomically
 from nodemesh.controller.kube.objects import KubeObjects
-from nodemesh.controller.model.build import build_model
+from nodemesh.controller.model.build import Built, build_model
 from nodemesh.controller.model.ipam import Assignments, Plan
 from nodemesh.controller.problems import Problems
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN
@@ -36,9 +36,13 @@ class AddressStore:
     def model_for(self, objects: KubeObjects, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> MeshModel:
         """The model of ``objects``, its addresses kept once it built whole. Raises ModelError
         (nothing kept), or OSError when the state cannot be written (nothing adopted)."""
+        return self.adopt(objects, trust_domain).model
+
+    def adopt(self, objects: KubeObjects, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> Built:
+        """As ``model_for``, with what was built beside the model (its warnings)."""
         built = build_model(objects, self.assigned, trust_domain)
         self.commit(built.addresses)
-        return built.model
+        return built
 
     def commit(self, plan: Plan) -> None:
         """Adopt a plan without errors, writing it first (atomically) when it changed anything.

@@ -4,7 +4,9 @@ The file is polled (stat every 0.2 s) rather than watched with inotify: editors 
 replace the file (write a new one, rename it over) change its inode, which a stat notices
 without re-arming watches. A change is loaded once the file has stayed the same for one poll,
 so that a file caught halfway through a write is not loaded; edits apply within about 0.4 s.
-A reload that fails keeps the last good model and logs why.
+A reload that fails keeps the last good model and logs why. What a good model warns about (a
+policy rule the agent cannot enforce as written) is logged each time it is loaded, at start and on
+every reload, so that it is seen by whoever just edited the file.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ class FileSource:
         return model
 
     def _model(self) -> MeshModel:
-        return self.addresses.model_for(load_file(self.path), self.trust_domain)
+        built = self.addresses.adopt(load_file(self.path), self.trust_domain)
+        for warning in built.warnings:
+            log.warning("%s: %s", self.path, warning)
+        return built.model
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Publish the model each time the file changes to something valid; runs until cancelled."""

@@ -115,3 +115,50 @@ def test_a_deleted_file_keeps_the_last_good_model(cluster, tmp_path, caplog):
         published = asyncio.run(watch_while(source, cluster.unlink))
     assert published == []
     assert sum("cannot read" in r.getMessage() for r in caplog.records) == 1  # said once, not per poll
+
+
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+
+
+def authorization_policy(source: str, extra: str = "") -> str:
+    return (f"apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            f"metadata: {{name: deny-legacy, namespace: shop}}\n"
+            f"spec:\n  action: DENY\n  rules: [{{from: [{{source: {source}}}]{extra}}}]\n---\n")
+
+
+def test_a_bad_policy_edit_keeps_the_last_good_policies(cluster, tmp_path, caplog):
+    cluster.write_text(NAMESPACE + authorization_policy("{ipBlocks: [10.0.0.0/8]}") + pods("a"))
+    source = FileSource(cluster, AddressStore(tmp_path), poll_interval=FAST_POLL)
+    first = source.load()
+    assert first.policies["shop/deny-legacy"].rules[0].sources[0].ip_blocks == ("10.0.0.0/8",)
+    bad = NAMESPACE + authorization_policy("{ipBlocks: [10.0.0.0/33]}") + pods("a", "b")
+    with caplog.at_level(logging.ERROR, logger="nodemesh.controller.sources.file"):
+        published = asyncio.run(watch_while(source, lambda: cluster.write_text(bad)))
+    assert published == []  # neither the policy nor the new pod
+    assert any("AuthorizationPolicy shop/deny-legacy: spec.rules[0].from[0].source.ipBlocks[0]: "
+               "'10.0.0.0/33' is not a CIDR" in r.getMessage() for r in caplog.records)
+    assert "default/b" not in (tmp_path / "ipam.json").read_text()
+
+
+def test_l7_warnings_are_logged_at_start_and_on_each_reload(cluster, tmp_path, caplog):
+    def warnings() -> list[str]:
+        found = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        caplog.clear()
+        return found
+
+    l7 = NAMESPACE + authorization_policy("{namespaces: [legacy]}", ", to: [{operation: {methods: [GET]}}]")
+    cluster.write_text(l7 + pods("a"))
+    source = FileSource(cluster, AddressStore(tmp_path), poll_interval=FAST_POLL)
+    with caplog.at_level(logging.WARNING, logger="nodemesh.controller.sources.file"):
+        source.load()
+        expected = (f"{cluster}: AuthorizationPolicy shop/deny-legacy: spec.rules[0]: "
+                    "to[0].operation.methods: cannot be enforced at L4, so this DENY rule denies")
+        (at_start,) = warnings()
+        assert at_start.startswith(expected)
+
+        assert len(asyncio.run(watch_while(source, lambda: cluster.write_text(l7 + pods("a", "b"))))) == 1
+        assert [m.startswith(expected) for m in warnings()] == [True]  # once per load, not per poll
+
+        fixed = NAMESPACE + authorization_policy("{namespaces: [legacy]}") + pods("a", "b")
+        assert len(asyncio.run(watch_while(source, lambda: cluster.write_text(fixed)))) == 1
+        assert warnings() == []

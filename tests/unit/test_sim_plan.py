@@ -102,3 +102,39 @@ def test_objects_that_do_not_fit_together_are_listed_like_bad_fields(tmp_path, c
         plan_from_file(tmp_path / "c.yaml", tmp_path / "state")
     assert message in str(raised.value)
     assert not (tmp_path / "state" / "ipam.json").exists()  # nothing assigned
+
+
+MESH_OBJECTS = """---
+apiVersion: v1
+kind: Node
+metadata: {name: node-a, labels: {topology.kubernetes.io/zone: zone-1}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-legacy, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {namespaces: [legacy]}}]}]
+---
+apiVersion: nodemesh.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: catalog, namespace: shop}
+spec:
+  targetRefs: [{group: "", kind: Service, name: catalog}]
+  loadBalancer: LeastConnections
+  connectTimeout: 500ms
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: catalog, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules: [{backendRefs: [{name: catalog, port: 80, weight: 9}, {name: catalog, port: 80, weight: 1}]}]
+"""
+
+
+def test_a_file_with_policies_and_traffic_objects_plans_as_without_them(tmp_path):
+    """`sim up` on a cluster file that also holds the mesh's own kinds: they change no address."""
+    with_mesh_objects = tmp_path / "cluster.yaml"
+    with_mesh_objects.write_text(DEMO.read_text() + MESH_OBJECTS)
+    assert plan_from_file(with_mesh_objects, tmp_path / "one") == plan_from_file(DEMO, tmp_path / "two")

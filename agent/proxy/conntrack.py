@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nodemesh.agent.proxy import traffic
+from nodemesh.agent.proxy.balance.balancer import Lease
 from nodemesh.agent.proxy.relay import Pipe
 from nodemesh.agent.proxy.traffic import Traffic
 from nodemesh.authz.evaluate import Decision
@@ -75,6 +76,15 @@ class Connection:
     # Its label sets' totals once established (metrics on): the reporter's, and on the same-node
     # path, where this one agent is both sides, the destination reporter's too.
     counted: tuple[traffic.Totals, ...] = ()
+    # Not set by ``open`` (class defaults: nothing to pay per connection that has none of them).
+    # Through a service VIP: the traffic policy's hold and record of its decisions (why this
+    # endpoint, the attempts that failed), released when the connection ends.
+    lease: Lease | None = field(default=None, init=False)
+    closed_by: str = field(default="", init=False)  # why the proxy closed it ("idle_timeout"), "" if it did not
+    # The idle timeout (0: none) and what the idle sweep last saw (``balance.idle``)
+    idle_timeout: float = field(default=0.0, init=False)
+    idle_bytes: int = field(default=0, init=False)
+    idle_since: float = field(default=0.0, init=False)
 
     @property
     def received(self) -> int:
@@ -87,7 +97,7 @@ class Connection:
         return self.up.received if self.up else 0
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.id,
             "direction": self.direction,
             "source": self.source,
@@ -104,6 +114,9 @@ class Connection:
             "bytes_from_downstream": self.received,
             "bytes_from_upstream": self.sent,
         }
+        if self.lease is not None:
+            out.update(self.lease.as_dict())
+        return out
 
 
 Observer = Callable[[Connection], None]
@@ -134,6 +147,8 @@ class ConnectionTable:
     def failed(self, conn: Connection, reason: str, detail: object = "") -> None:
         if self.in_flight.pop(conn.id, None) is None:
             return
+        if conn.lease is not None:
+            conn.lease.release()
         self.totals[(conn.direction, reason)] += 1
         conn.outcome, conn.failure, conn.ended = reason, str(detail), time.time()
         if self.traffic is not None:
@@ -162,6 +177,8 @@ class ConnectionTable:
     def closed(self, conn: Connection) -> None:
         if self.in_flight.pop(conn.id, None) is None:
             return
+        if conn.lease is not None:
+            conn.lease.release()
         received, sent = conn.received, conn.sent
         conn.ended = time.time()
         self.bytes[f"{conn.direction}_from_downstream"] += received

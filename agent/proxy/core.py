@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Callable
 
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.proxy import relay
 from nodemesh.agent.proxy.authorizer import Authorizer
+from nodemesh.agent.proxy.balance import idle
 from nodemesh.agent.proxy.conntrack import Connection, ConnectionTable
 from nodemesh.agent.proxy.hbone.pool import TunnelPool
 from nodemesh.agent.proxy.hbone.server import ServerTunnels
@@ -100,7 +102,8 @@ class ProxyCore:
         self.authorizer = Authorizer(view)
         # Whether this agent exports spans: the traceparent it sends says "sampled" then.
         self.tracing = False
-        self.router = Router()
+        self.router = Router(connect_timeout)
+        self._idle_sweep: asyncio.TimerHandle | None = None  # scheduled while a connection has an idle timeout
         self.table = ConnectionTable(metrics)
         # This node's served pods by IP: traffic between two of them takes the same-node path,
         # without TLS. Only ``NodeProxy`` changes it, through serve/unserve.
@@ -157,12 +160,27 @@ class ProxyCore:
             up.transport.write(bytes(accepted.early))  # type: ignore[union-attr]
         downstream.set_protocol(down)
         self.table.established(conn)
+        if conn.idle_timeout:
+            conn.idle_since = time.monotonic()
+            if self._idle_sweep is None:
+                self._idle_sweep = loop.call_later(idle.interval(conn.idle_timeout), self._sweep_idle)
         if accepted.eof:
             down.eof_received()
         elif not up.writing_paused:  # writing ``early`` may already have filled the buffer
             downstream.resume_reading()
         if not isinstance(upstream, socket.socket):
             upstream.resume_reading()  # what the stream received meanwhile, then the rest
+
+    def _sweep_idle(self) -> None:
+        """Close connections idle past their timeout (gracefully: what is buffered is sent)."""
+        expired, interval = idle.sweep(self.table.in_flight.values(), time.monotonic())
+        for conn in expired:
+            log.info("%s %s -> %s closed: idle for %gs", conn.direction, conn.source, conn.upstream, conn.idle_timeout)
+            conn.closed_by = "idle_timeout"
+            for pipe in (conn.down, conn.up):
+                if pipe is not None and pipe.transport is not None:
+                    pipe.transport.close()
+        self._idle_sweep = asyncio.get_running_loop().call_later(interval, self._sweep_idle) if interval else None
 
     def fail(self, conn: Connection, downstream: asyncio.Transport, reason: str, detail: object) -> None:
         """Give up on a connection: count why, log it, reset the client so it knows at once."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from nodemesh.agent.proxy.balance.balancer import NO_HEALTHY, OVERFLOW, RATE_LIMITED, RETRIES_EXHAUSTED
 from nodemesh.metrics import DURATION_BUCKETS, LATENCY_BUCKETS, Buckets
 from nodemesh.model import Workload
 
@@ -37,6 +38,11 @@ RESPONSE_FLAGS = {
     "no_certificate": "IDENTITY_ERROR",
     "no_route": "NR",  # Envoy's flag: no route (the service has no such port, or no endpoint)
     "downstream_closed": "DC",  # Envoy's: the client went away before the upstream answered
+    # Envoy's for what a service's traffic policy refused (docs/traffic.md)
+    OVERFLOW: "UO",  # the circuit breaker: too many connections or pending connects
+    RATE_LIMITED: "RL",
+    NO_HEALTHY: "UH",  # no endpoint that is not ejected (or a split's backend without any)
+    RETRIES_EXHAUSTED: "URX",  # every attempt failed, the retries with them
 }
 CONNECT_FLAG = "CONNECT"  # the upstream could not be reached (refused, timed out, reset, 503)
 

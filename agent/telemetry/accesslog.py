@@ -16,7 +16,11 @@ Fields (ztunnel's names where it has them): ``start``, ``end`` (RFC 3339, UTC), 
 ``connection_security_policy``, ``response_flags``, ``outcome`` and, when it failed, ``error``;
 ``trace_id`` when the connection carries a trace; ``policy`` and ``policy_action`` when an
 authorization policy decided a connection into a local pod (allowed it, denied it, or closed it
-on a policy change: outcome ``denied_late``).
+on a policy change: outcome ``denied_late``). Through a service VIP, the traffic policy's
+decisions (docs/traffic.md): ``chosen_by`` (round_robin, least_connections, p2c), ``locality``
+and ``failover`` (with prefer_close), ``backend`` (a split's), ``attempts`` (each endpoint that
+failed, why, and for how long it was ejected then); ``closed_by`` (``idle_timeout``) when the
+proxy closed a relayed connection.
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ def line(conn: Connection) -> dict[str, object]:
         out["policy"], out["policy_action"] = decision.policy, decision.action
     if conn.trace_id:
         out["trace_id"] = f"{conn.trace_id:032x}"
+    if conn.lease is not None:
+        out.update(conn.lease.as_dict())
+    if conn.closed_by:
+        out["closed_by"] = conn.closed_by
     return out
 
 

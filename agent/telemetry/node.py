@@ -30,6 +30,7 @@ from nodemesh.agent.proxy.core import ProxyCore
 from nodemesh.agent.proxy.hbone.server import REFUSED_IDENTITY
 from nodemesh.agent.proxy.hbone.tunnel import Tunnel
 from nodemesh.agent.proxy.node import NodeProxy
+from nodemesh.agent.proxy.traffic import service_labels
 from nodemesh.agent.telemetry.looplag import LoopLag
 from nodemesh.metrics import Family
 
@@ -72,12 +73,17 @@ BPF_MAP_CAPACITY = Family(GaugeMetricFamily, "nodemesh_bpf_map_capacity",
 LOOP_LAG = Family(HistogramMetricFamily, "nodemesh_event_loop_lag_seconds",
                    "How late the proxy's event loop ran a timer: what every relayed connection "
                    "waited behind other work.")
+OUTLIER_EJECTIONS = Family(CounterMetricFamily, "nodemesh_outlier_ejections_total",
+                           "Endpoints ejected by outlier detection (consecutive connect failures), by the "
+                           "service whose endpoints they are.", ("destination_service",))
+OUTLIER_EJECTED = Family(GaugeMetricFamily, "nodemesh_outlier_ejected_endpoints",
+                         "Endpoints ejected now, by the service whose endpoints they are.", ("destination_service",))
 READY = Family(GaugeMetricFamily, "nodemesh_agent_ready",
                 "1 when the agent is ready (/healthz/ready answers 200), else 0.")
 
 FAMILIES = (TUNNELS, TUNNEL_STREAMS, HANDSHAKES, HANDSHAKE_SECONDS, CERTIFICATE_EXPIRY, CONFIG_VERSION,
             CONFIG_UPDATES, CONFIG_CONNECTED, CONFIG_DISCONNECTS, ENROLLED_PODS, PENDING_PODS,
-            BPF_MAP_ENTRIES, BPF_MAP_CAPACITY, LOOP_LAG, READY)
+            BPF_MAP_ENTRIES, BPF_MAP_CAPACITY, LOOP_LAG, OUTLIER_EJECTIONS, OUTLIER_EJECTED, READY)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ class NodeCollector(Collector):
         yield BPF_MAP_ENTRIES.of({(name,): len(m) for name, m in maps.items()})
         yield BPF_MAP_CAPACITY.of({(name,): m.max_entries for name, m in maps.items()})
         yield LOOP_LAG.histogram([((), self.lag.lags)])
+        balancer = core.router.balancer
+        yield OUTLIER_EJECTIONS.of({(service_labels(k)[0],): n for k, n in balancer.ejections.items()})
+        yield OUTLIER_EJECTED.of({(service_labels(k)[0],): n for k, n in balancer.ejected().items()})
         yield READY.of({(): 1 if p.ready() else 0})
 
 

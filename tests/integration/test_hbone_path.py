@@ -14,6 +14,7 @@ import asyncio
 import os
 import socket
 import struct
+from dataclasses import replace
 from typing import Awaitable, Callable, Iterator
 
 import pytest
@@ -27,8 +28,9 @@ from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
 from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
+from nodemesh.agent.proxy.conntrack import Connection  # noqa: E402
 from nodemesh.authz.policy import ALLOW, DENY, AuthorizationPolicy, Rule, Source  # noqa: E402
-from nodemesh.model import MeshModel, Node, Workload  # noqa: E402
+from nodemesh.model import MeshModel, Node, OutlierDetection, Service, ServicePort, TrafficPolicy, Workload  # noqa: E402
 from nodemesh.netns import Netns  # noqa: E402
 from nodemesh.tools.sim.names import SimNames  # noqa: E402
 from nodemesh.tools.sim.plan import ClusterPlan, NodePlan, PodPlan  # noqa: E402
@@ -149,18 +151,25 @@ class Cluster:
         sock.bind((w.ip, port))
         self.apps.append(await asyncio.start_server(handler or echo, sock=sock))
 
-    async def connect(self, destination: Workload, source: Workload = CLIENT, port: int = APP_PORT
+    def services(self, *services: Service) -> None:
+        """A new view with these services (VIPs need no address of their own: only steered to)."""
+        assert self.view is not None
+        model = replace(self.view.model, services={s.key: s for s in services})
+        self.view = View.build(self.view.version + 1, model, self.ca.bundle)
+
+    async def connect(self, destination: Workload | str, source: Workload = CLIENT, port: int = APP_PORT
                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection from inside ``source`` to ``destination``, as if steered into 15001."""
+        """A connection from inside ``source`` to ``destination`` (a pod, or an address such as a
+        service VIP), as if steered into 15001."""
         with pod_netns(source) as ns:
             sock = ns.socket()
         sock.bind((source.ip, 0))
-        self.destinations[sock.getsockname()] = (destination.ip, port)
+        self.destinations[sock.getsockname()] = (destination if isinstance(destination, str) else destination.ip, port)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (source.ip, 15001))
         return await asyncio.open_connection(sock=sock)
 
-    async def echo(self, destination: Workload, payload: bytes = b"hello through the mesh") -> bytes:
+    async def echo(self, destination: Workload | str, payload: bytes = b"hello through the mesh") -> bytes:
         reader, writer = await self.connect(destination)
         writer.write(payload)
         writer.write_eof()
@@ -555,3 +564,100 @@ def test_each_side_exports_its_span_of_one_trace_to_a_real_otlp_receiver() -> No
     destination = next(s for s in cross if s.resource["k8s.node.name"] == "node-b")
     assert (destination.attributes["source.principal"], destination.attributes["destination.workload"],
             destination.attributes["nodemesh.via"]) == (CLIENT.identity, "shop/catalog", "hbone")
+
+
+# -- a service's traffic policy on the real path (agent/proxy/balance; docs/traffic.md) ----------
+VIP = "10.96.0.10"
+
+
+def catalog_service(*endpoints: Workload, **traffic: object) -> Service:
+    return Service("catalog", "shop", VIP, (ServicePort("tcp", APP_PORT, APP_PORT),),
+                   tuple(w.uid for w in endpoints), TrafficPolicy(**traffic))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dead", ["remote", "local"])
+def test_retries_hide_a_dead_endpoint_from_the_client(dead: str) -> None:
+    """Round robin over a dead endpoint and a live one (no outlier detection, so the dead one
+    keeps being tried): every connect to the dead one fails before any byte was sent (503 from
+    its agent, or the same-node connect), so the agent tries the other; the client sees only
+    successes, and each connection shows its failed attempt."""
+    async def test(c: Cluster) -> None:
+        dead_pod, live = (CATALOG, LOCAL) if dead == "remote" else (LOCAL, CATALOG)
+        await c.app(live)  # nothing listens in the dead one
+        c.services(catalog_service(CATALOG, LOCAL, connect_retries=1,
+                                   outlier_detection=OutlierDetection(consecutive_failures=0)))
+        ended: list[Connection] = []
+        c.a.proxy.core.table.observers.append(ended.append)
+        for i in range(10):
+            assert await c.echo(VIP, b"%d" % i) == b"%d" % i
+        await c.a.counted("outbound", "ok", 10)
+        assert c.a.proxy.core.table.by_destination == {("outbound", live.ref): 10}
+        outcome = "upstream_503" if dead == "remote" else "app_unavailable"
+        assert {conn.as_dict()["chosen_by"] for conn in ended} == {"round_robin"}
+        attempts = [conn.as_dict().get("attempts", []) for conn in ended]
+        assert max(map(len, attempts)) == 1  # one failed attempt at most: the dead one, then the live one
+        assert {(a["endpoint"], a["outcome"]) for tried in attempts for a in tried} == {(dead_pod.ref, outcome)}
+
+    run(test)
+
+
+def test_a_connect_is_never_retried_once_bytes_were_sent() -> None:
+    """The first endpoint accepts, reads the client's bytes, then resets: the client sees the reset,
+    and the other endpoint never hears of the connection."""
+    async def test(c: Cluster) -> None:
+        accepted: list[str] = []
+
+        async def reset_after_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readexactly(5)
+            writer.transport.abort()
+
+        async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append("local")
+            writer.close()
+
+        await c.app(CATALOG, reset_after_reading)
+        await c.app(LOCAL, counting)
+        c.services(catalog_service(CATALOG, LOCAL, connect_retries=3))  # round robin: CATALOG first
+        reader, writer = await c.connect(VIP)
+        writer.write(b"bytes")
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(reader.readexactly(1), 5)
+        writer.close()
+        await c.a.counted("outbound", "ok")  # it was relayed: one attempt, then the failure was the app's
+        assert accepted == []
+        assert c.a.proxy.core.table.by_destination == {("outbound", CATALOG.ref): 1}
+
+    run(test)
+
+
+def test_every_endpoint_dead_is_retries_exhausted() -> None:
+    async def test(c: Cluster) -> None:
+        c.services(catalog_service(CATALOG, LOCAL, connect_retries=1))
+        ended: list[Connection] = []
+        c.a.proxy.core.table.observers.append(ended.append)
+        await refused_fast(c, VIP)
+        await c.a.counted("outbound", "retries_exhausted")
+        [conn] = ended
+        assert [a[2] for a in conn.lease.attempts] == ["upstream_503", "app_unavailable"]  # type: ignore[union-attr]
+
+    run(test)
+
+
+def test_an_idle_connection_is_closed_by_the_agent_with_its_reason() -> None:
+    async def test(c: Cluster) -> None:
+        await c.app(CATALOG)
+        c.services(catalog_service(CATALOG, idle_timeout=0.3))
+        ended: list[Connection] = []
+        c.a.proxy.core.table.observers.append(ended.append)
+        loop = asyncio.get_running_loop()
+        reader, writer = await c.connect(VIP)
+        writer.write(b"x")
+        assert await reader.readexactly(1) == b"x"
+        start = loop.time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed: EOF, not a reset
+        assert 0.3 <= loop.time() - start < 0.3 + 0.2  # the timeout, plus at most one sweep (0.075 s) and slack
+        writer.close()
+        await eventually_async(lambda: len(ended) == 1)
+        assert (ended[0].outcome, ended[0].closed_by) == ("ok", "idle_timeout")
+
+    run(test)

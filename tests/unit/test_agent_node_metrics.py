@@ -32,7 +32,7 @@ from nodemesh.agent.proxy.node import NodeProxy, PodListeners
 from nodemesh.agent.state.store import View
 from nodemesh.agent.telemetry.looplag import LoopLag
 from nodemesh.agent.telemetry.node import FAMILIES, NodeCollector, NodeParts
-from nodemesh.model import MeshModel, Node, Workload
+from nodemesh.model import MeshModel, Node, OutlierDetection, Service, ServicePort, TrafficPolicy, Workload
 
 APP_PORT = 8080
 CONNECT_TIMEOUT = 2.0
@@ -392,5 +392,31 @@ def test_loop_lag_shows_a_blocked_loop() -> None:
         lag.close()
         await asyncio.sleep(0.15)
         assert c.a.scrape().value("nodemesh_event_loop_lag_seconds_count") == count  # closed: no more ticks
+
+    run(test)
+
+
+def test_outlier_ejections_are_counted_and_the_ejected_shown_by_service() -> None:
+    """Connects to the one endpoint of two that fails, as the outbound path reports them to the
+    agent's balancer: ejected after its consecutive failures (2 here), counted per service."""
+    twin = workload("s2", "catalog-2", "node-b", "127.0.20.2")
+    catalog = Service("catalog", "shop", "10.96.0.10", (ServicePort("tcp", 80, APP_PORT),), (CATALOG.uid, twin.uid),
+                      TrafficPolicy(outlier_detection=OutlierDetection(consecutive_failures=2)))
+
+    async def test(c: Cluster) -> None:
+        view = View.build(2, MeshModel(workloads={w.uid: w for w in (CLIENT, CATALOG, twin)},
+                                       services={catalog.key: catalog}, nodes={}))
+        router = c.a.proxy.core.router
+        for _ in range(4):  # round robin: the catalog, then its twin, twice
+            target = router.route(view, CLIENT, catalog.vip, 80)
+            if target.workload is CATALOG:
+                router.retry(target.lease, "upstream_refused")  # type: ignore[arg-type]
+            else:
+                router.balancer.connected(target.lease)  # type: ignore[arg-type]
+            target.lease.release()  # type: ignore[union-attr]
+        s = c.a.scrape()
+        name = "catalog.shop.svc.cluster.local"
+        assert s.value("nodemesh_outlier_ejections_total", destination_service=name) == 1
+        assert s.value("nodemesh_outlier_ejected_endpoints", destination_service=name) == 1
 
     run(test)

@@ -63,7 +63,7 @@ def test_rejects_old_versions_and_conflicts() -> None:
 def test_round_robin_over_endpoints_and_target_port() -> None:
     view = apply_update(None, snapshot())
     router = Router()
-    picks = [router.route(view, "10.96.0.10", 80) for _ in range(4)]
+    picks = [router.route(view, None, "10.96.0.10", 80) for _ in range(4)]
     assert [t.workload.uid for t in picks] == ["a", "b", "a", "b"]
     assert {(t.port, t.service) for t in picks} == {(8080, "shop/catalog")}
     assert all(t.meshed for t in picks)
@@ -72,21 +72,21 @@ def test_round_robin_over_endpoints_and_target_port() -> None:
 def test_routes_to_pods_and_passes_unknown_addresses_through() -> None:
     view = apply_update(None, snapshot())
     router = Router()
-    direct = router.route(view, "10.10.2.10", 9000)
+    direct = router.route(view, None, "10.10.2.10", 9000)
     assert (direct.workload.uid, direct.port, direct.meshed) == ("b", 9000, True)
-    legacy = router.route(view, "10.10.2.11", 9000)
+    legacy = router.route(view, None, "10.10.2.11", 9000)
     assert not legacy.meshed  # not meshed: the proxy connects directly, no hop
-    unknown = router.route(view, "192.0.2.1", 80)
+    unknown = router.route(view, None, "192.0.2.1", 80)
     assert unknown.workload is None and not unknown.meshed
 
 
 def test_no_route_for_a_missing_port_or_no_endpoints() -> None:
     view = apply_update(None, snapshot())
     with pytest.raises(NoRoute, match="no port 81"):
-        Router().route(view, "10.96.0.10", 81)
+        Router().route(view, None, "10.96.0.10", 81)
     empty = apply_update(view, pb.ConfigUpdate(version=4, services=[svc("catalog", "10.96.0.10", [])]))
     with pytest.raises(NoRoute, match="no endpoints"):
-        Router().route(empty, "10.96.0.10", 80)
+        Router().route(empty, None, "10.96.0.10", 80)
 
 
 def test_the_trust_bundle_comes_with_snapshots_and_survives_deltas_without_one() -> None:

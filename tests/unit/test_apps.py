@@ -129,3 +129,26 @@ def test_server_needs_a_name():
     out = subprocess.run([sys.executable, "-m", "nodemesh.tools.apps.server", "--port", "0"],
                          env={}, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--name" in out.stderr
+
+
+def test_a_delayed_server_says_its_name_after_the_delay_and_still_echoes():
+    """--delay holds each connection before the name line (a slow endpoint), concurrently."""
+    delay = 0.3
+
+    async def main():
+        slow = await server.start("127.0.0.1", 0, "slow", delay=delay)
+        async with slow:
+            start = time.monotonic()
+            tally = await client.run("127.0.0.1", slow.sockets[0].getsockname()[1], count=10, concurrency=10,
+                                     payload_size=1000)
+            return tally, time.monotonic() - start
+
+    tally, seconds = asyncio.run(main())
+    assert tally.to_dict()["servers"] == {"slow": 10} and tally.failed == 0
+    assert delay <= seconds < 10 * delay  # each waited the delay, all at once rather than in turn
+
+
+def test_the_server_command_takes_a_delay():
+    result = subprocess.run([sys.executable, "-m", "nodemesh.tools.apps.server", "--port", "0", "--name", "x",
+                             "--delay", "-1"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--delay" in result.stderr

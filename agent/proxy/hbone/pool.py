@@ -63,9 +63,11 @@ class TunnelPool:
         self._total = 0
         self._waiters: list[asyncio.Future[None]] = []
 
-    async def open(self, source: PodNetns, target: Workload, port: int, headers: Headers = ()) -> StreamTransport:
+    async def open(self, source: PodNetns, target: Workload, port: int, headers: Headers = (),
+                   timeout: float | None = None) -> StreamTransport:
         """A CONNECT stream from ``source`` to ``target``'s ``port`` (sending ``headers`` too),
-        answered 200, reading paused.
+        answered 200, reading paused, within ``timeout`` seconds (None: the pool's connect timeout;
+        a service's traffic policy may set its own).
 
         Raises ``TunnelError`` with the outcome to count: no_certificate, identity_mismatch,
         upstream_<status>, upstream_timeout, upstream_refused, tls_handshake_failed, tunnel_lost,
@@ -76,8 +78,10 @@ class TunnelPool:
         except NoCertificate as e:
             raise TunnelError("no_certificate", str(e)) from e
         key = (source.workload.uid, target.ip, target.identity)
+        if timeout is None:
+            timeout = self.connect_timeout
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(timeout):
                 tunnel = await self._reserve(key, ctx, source, target)
                 stream = tunnel.open_stream(f"{target.ip}:{port}", headers)
                 try:
@@ -87,7 +91,7 @@ class TunnelPool:
                     raise
         except TimeoutError as e:
             raise TunnelError("upstream_timeout", f"no answer from {target.ref}'s agent "
-                              f"within {self.connect_timeout:g}s") from e
+                              f"within {timeout:g}s") from e
         except StreamReset as e:
             raise TunnelError("tunnel_lost", str(e)) from e
         except h2.exceptions.ProtocolError as e:  # e.g. the server lowered its stream limit meanwhile

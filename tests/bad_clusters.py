@@ -35,7 +35,8 @@ MODEL_ERRORS: dict[str, tuple[str, str]] = {
               "spec:\n  clusterIP: 10.96.0.50\n  selector:\n    app: catalog\n", _SECOND_SERVICE),
         "Service shop/catalog2: spec.clusterIP: 10.96.0.50 is already the address of Service shop/catalog"),
     "undeclared targetPort name": (
-        _demo("targetPort: 8080", "targetPort: http"),
+        _demo("    app: catalog\n  ports:\n    - name: tcp\n      port: 80\n      targetPort: 8080",
+              "    app: catalog\n  ports:\n    - name: tcp\n      port: 80\n      targetPort: http"),
         "Service shop/catalog: spec.ports[0].targetPort: endpoint Pod shop/catalog-a has no container "
         "port named 'http'"),
 }

@@ -6,7 +6,10 @@ connections from the client to the Service, and reports them from three points o
 client's (which endpoint answered), the source agent's and the destination agents' (what they
 relayed, over which mutual-TLS tunnel, with which workload identities). Then a pod outside the
 mesh connects to a meshed pod directly: its own agent does not steer it, and the destination's
-agent takes it as plaintext (the namespace is PERMISSIVE). Last, when Prometheus is installed,
+agent takes it as plaintext (the namespace is PERMISSIVE). A client whose service account an
+AuthorizationPolicy denies is refused by the destinations' agents, and ``nodemesh authz check``
+explains why; a TCPRoute splits the Service ``reviews`` 90/10 between two versions. Last, when
+Prometheus is installed,
 the sim's Prometheus starts and says what the agents counted: the same connections, as metrics.
 Tears down unless ``--keep``.
 """
@@ -27,6 +30,8 @@ from nodemesh.tools.sim.cli import prometheus_port_option
 
 CONNECTIONS = 20
 PAYLOAD = 1024
+CANARY_CONNECTIONS = 100
+DENY_POLICY = "catalog-deny-reports"
 
 
 def bundled_example() -> Path:
@@ -153,6 +158,41 @@ class Demo:
         say(f"   the agent on {batch_node} steered {steered} of them: pods outside the mesh are not steered.")
         say(f"   the agent on {target_node} took {plaintext} as plaintext inbound (eBPF sk_lookup into 15006): "
             f"namespace shop is PERMISSIVE, so they were let through and marked as not mutual TLS.")
+        self.show_denied(pods, nodes, vip)
+        self.show_canary(st)
+
+    def show_denied(self, pods: dict[str, Any], nodes: list[str], vip: str) -> None:
+        """A client whose service account a policy denies: refused by the destinations' agents."""
+        say = click.echo
+        before = {n: self.connections(n) for n in nodes}
+        say(f"\n3. shop/reports (service account reports, on {pods['shop/reports']['node']}) -> "
+            f"Service shop/catalog {vip}:80, 6 connections; AuthorizationPolicy "
+            f"shop/{DENY_POLICY} denies its principal")
+        tally = self.client("shop/reports", f"{vip}:80", 6)
+        say(f"   the client saw: answered {sum(tally['servers'].values())}, failed {tally['failed']}")
+        after = {n: self.connections(n) for n in nodes}
+        for node in nodes:
+            denied = _denied(before[node], after[node])
+            if denied:
+                say(f"   the agent on {node} denied {denied}: "
+                    + ("the same-node path, before connecting to the app" if node == pods["shop/reports"]["node"]
+                       else "answered the HBONE CONNECT with 401, the client's connection was reset"))
+        explained = subprocess.run([self.nodemesh, "authz", "check", "--sim", self.names.sim, "--from",
+                                    "shop/reports", "--to", "shop/catalog-b:8080"],
+                                   capture_output=True, text=True, timeout=60)
+        say("   `nodemesh authz check --from shop/reports --to shop/catalog-b:8080` explains it:")
+        for line in explained.stdout.splitlines():
+            say(f"     {line}")
+
+    def show_canary(self, st: dict[str, Any]) -> None:
+        """A TCPRoute splitting a Service 90/10 between two versions."""
+        say = click.echo
+        vip = st["services"]["shop/reviews"]["vip"]
+        say(f"\n4. canary: shop/client -> Service shop/reviews {vip}:80, {CANARY_CONNECTIONS} "
+            "connections; TCPRoute shop/reviews-canary sends 90% to reviews-v1, 10% to reviews-v2")
+        tally = self.client("shop/client", f"{vip}:80", CANARY_CONNECTIONS)
+        say("   the client saw: " + ", ".join(f"{name} answered {n}" for name, n in sorted(tally["servers"].items()))
+            + f"; failed: {tally['failed']}")
 
     def show_metrics(self, port: int) -> None:
         from nodemesh.tools.sim.cluster import add_prometheus
@@ -161,7 +201,7 @@ class Demo:
         say = click.echo
         state = add_prometheus(self.names, port)
         url = state.prometheus["url"]
-        say(f"\n3. Prometheus at {url}, in the controller's namespace, scraping every agent and the "
+        say(f"\n5. Prometheus at {url}, in the controller's namespace, scraping every agent and the "
             "controller every 2 s")
         up = scraped(url, len(state.nodes) + 1)
         say("   scraped: " + ", ".join(f"{target} {'up' if value == '1' else 'down'}"
@@ -179,6 +219,13 @@ class Demo:
         from nodemesh.tools.admin_client import fetch
 
         return fetch(self.names.netns_path(self.names.node_netns(node)), path)
+
+
+def _denied(before: dict[str, Any], after: dict[str, Any]) -> int:
+    """Connections an agent refused by policy between two /connections snapshots."""
+    def count(table: dict[str, Any]) -> int:
+        return sum(t["count"] for t in table["totals"] if t["outcome"] == "denied")
+    return count(after) - count(before)
 
 
 def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, int]]:

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from binomial import assert_binomial
 from simcluster import nodemesh
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
@@ -31,5 +32,15 @@ def test_demo_shows_traffic_steered_through_the_agents_and_cleans_up() -> None:
     # the pod outside the mesh got through: not steered at its node, taken as plaintext at the other
     assert "the agent on node-b steered 0 of them: pods outside the mesh are not steered." in out, out
     assert "the agent on node-a took 5 as plaintext inbound" in out, out
+    # the policy denied every connection of shop/reports, on both paths, and the check says which
+    assert "the client saw: answered 0, failed 6" in out, out
+    denied = re.findall(r"the agent on (node-[ab]) denied (\d+)", out)
+    assert sum(int(n) for _, n in denied) == 6, out
+    assert "-> shop/catalog-b:8080 on node-b: DENIED" in out, out
+    assert "denied by DENY policy shop/catalog-deny-reports rule 0" in out, out
+    # the canary split: 100 connections, 90/10 within a binomial tolerance
+    split = re.search(r"the client saw: reviews-v1 answered (\d+), reviews-v2 answered (\d+); failed: 0", out)
+    assert split and int(split[1]) + int(split[2]) == 100, out
+    assert_binomial(int(split[2]), 100, 0.1, "connections to the canary reviews-v2")
     assert "nothing left behind" in out
     assert leftovers(names) == []

@@ -21,10 +21,10 @@ def test_the_demo_shows_the_connections_prometheus_scraped_from_the_agents() -> 
         out = nodemesh("demo", "--name", names.sim, "--prometheus-port", str(port), timeout=300).stdout
     finally:
         nodemesh("sim", "down", "--name", names.sim)
-    assert f"3. Prometheus at http://127.0.0.1:{port}, in the controller's namespace" in out, out
+    assert f"5. Prometheus at http://127.0.0.1:{port}, in the controller's namespace" in out, out
     assert "scraped: node-a up, node-b up, nodemesh-controller up" in out, out
-    # the 20 connections of part 1, as the client's agent counted them
-    counted = re.search(r"catalog\S*: (\d+) connections, counted by the source's agent", out)
-    assert counted and int(counted[1]) >= 20, out
+    # the 20 connections of part 1 and the 6 denied of part 3, as the clients' agent counted them
+    counted = re.search(r"catalog\.shop\S*: (\d+) connections, counted by the source's agent", out)
+    assert counted and int(counted[1]) == 26, out
     assert "nothing left behind" in out
     assert leftovers(names) == []

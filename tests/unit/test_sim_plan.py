@@ -2,6 +2,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+import yaml
 
 import nodemesh.tools.sim
 from nodemesh.controller.kube.objects import parse_documents
@@ -18,14 +19,17 @@ def test_demo_plan_has_the_documented_cluster(tmp_path):
     plan = plan_from_file(DEMO, tmp_path)
     assert [n.name for n in plan.nodes] == ["node-a", "node-b"]
     pods = {p.ref: p for p in plan.pods}
-    assert set(pods) == {"shop/client", "shop/catalog-a", "shop/catalog-b", "legacy/batch"}
+    assert set(pods) == {"shop/client", "shop/reports", "shop/catalog-a", "shop/catalog-b", "shop/reviews-v1",
+                         "shop/reviews-v2", "legacy/batch"}
     assert pods["shop/catalog-a"].meshed and not pods["legacy/batch"].meshed
     assert (pods["shop/catalog-a"].node, pods["shop/catalog-b"].node) == ("node-a", "node-b")
     server = pods["shop/catalog-b"].containers[0]
     assert server.argv == ("python3", "-m", "nodemesh.tools.apps.server", "--port", "8080",
                            "--name", "catalog-b")
-    (catalog,) = plan.services
-    assert (catalog.ref, catalog.ports) == ("shop/catalog", {80: 8080})
+    services = {svc.ref: svc for svc in plan.services}
+    assert set(services) == {"shop/catalog", "shop/reviews", "shop/reviews-v1", "shop/reviews-v2"}
+    catalog = services["shop/catalog"]
+    assert catalog.ports == {80: 8080}
     assert ipaddress.ip_address(catalog.vip) in ipaddress.ip_network("10.96.0.0/16")
     for pod in plan.pods:
         assert ipaddress.ip_address(pod.ip) in ipaddress.ip_network(plan.node(pod.node).pod_cidr)
@@ -135,6 +139,11 @@ spec:
 
 def test_a_file_with_policies_and_traffic_objects_plans_as_without_them(tmp_path):
     """`sim up` on a cluster file that also holds the mesh's own kinds: they change no address."""
+    plain = [doc for doc in yaml.safe_load_all(DEMO.read_text()) if doc["kind"] in ("Namespace", "Pod", "Service")]
+    without = tmp_path / "plain.yaml"
+    without.write_text(yaml.safe_dump_all(plain))
     with_mesh_objects = tmp_path / "cluster.yaml"
-    with_mesh_objects.write_text(DEMO.read_text() + MESH_OBJECTS)
-    assert plan_from_file(with_mesh_objects, tmp_path / "one") == plan_from_file(DEMO, tmp_path / "two")
+    with_mesh_objects.write_text(without.read_text() + MESH_OBJECTS)
+    expected = plan_from_file(without, tmp_path / "one")
+    assert plan_from_file(with_mesh_objects, tmp_path / "two") == expected
+    assert plan_from_file(DEMO, tmp_path / "three") == expected  # the demo's own policy, route and nodes

@@ -91,6 +91,7 @@ class Demo:
                 f"  nodemesh sim exec --name {sim} shop/client -- "
                 f"python3 -m nodemesh.tools.apps.client {vip}:80 --count 10\n"
                 f"  nodemesh top --name {sim}   (live, per workload pair, while the client runs)\n"
+                f"  nodemesh policies --sim {sim}   (what each node's agent enforces)\n"
                 + (f"  open {prometheus.url(prometheus_port)} (Prometheus; the dashboards of "
                    "telemetry/grafana/ read it, see docs/dashboards.md)\n" if prometheus_port else "")
                 + f"  nodemesh sim down --name {sim}")

@@ -6,6 +6,7 @@ the wire messages and back, so both sides speak of the same types.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -102,6 +103,10 @@ class TrafficPolicy:
     # New connections per second from one source workload (token bucket of ``rate_burst``); 0: off
     rate_limit: float = 0.0
     rate_burst: int = 0
+
+    def bucket_size(self) -> int:
+        """The rate limit's bucket: ``rate_burst``, else one second's worth (at least one)."""
+        return self.rate_burst or max(1, math.ceil(self.rate_limit))
 
 
 DEFAULT_TRAFFIC = TrafficPolicy()

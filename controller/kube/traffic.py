@@ -11,7 +11,6 @@ which sees every object at once. Unknown fields are errors, as in policies: a mi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -115,7 +114,8 @@ def _outlier_detection(value: Any, fields: Fields) -> OutlierDetection:
 
 
 def _rate_limit(spec: dict[str, Any], settings: TrafficPolicy, fields: Fields) -> TrafficPolicy:
-    """New connections per second per source workload; the burst defaults to ceil(rate)."""
+    """New connections per second per source workload; the burst defaults to the model's
+    (``TrafficPolicy.bucket_size``: one second's worth), written out so the model says it."""
     if spec.get("rateLimit") is None:
         return settings
     path = "spec.rateLimit"
@@ -126,7 +126,8 @@ def _rate_limit(spec: dict[str, Any], settings: TrafficPolicy, fields: Fields) -
             fields.error(f"{path}.connectionsPerSecond", "required")
         return settings
     burst = fields.integer(limit.get("burst"), f"{path}.burst", 1, _MAX_COUNT)
-    return replace(settings, rate_limit=rate, rate_burst=burst or math.ceil(rate))
+    limited = replace(settings, rate_limit=rate, rate_burst=burst or 0)
+    return replace(limited, rate_burst=limited.bucket_size())
 
 
 def parse_tcp_route(doc: dict, fields: Fields) -> TCPRoute:

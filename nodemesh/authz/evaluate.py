@@ -265,7 +265,6 @@ class CompiledPolicy:
         self.rules = tuple(CompiledRule(i, r, policy) for i, r in enumerate(policy.rules))
 
 
-
 class WorkloadPolicies:
     """The policies that apply to one workload, DENY and ALLOW apart, and what happens when no
     rule matches."""

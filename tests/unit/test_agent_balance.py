@@ -17,7 +17,7 @@ from nodemesh.agent.proxy.balance import idle, outlier
 from nodemesh.agent.proxy.balance.balancer import (NO_HEALTHY, OVERFLOW, RATE_LIMITED, Balancer, Lease, NoRoute,
                                                    Refusal)
 from nodemesh.agent.proxy.balance.endpoint import DECAY_SECONDS, NEUTRAL_LATENCY, EndpointStats
-from nodemesh.agent.proxy.balance.ratelimit import TokenBucket, burst_of
+from nodemesh.agent.proxy.balance.ratelimit import TokenBucket
 from nodemesh.agent.proxy.balance.split import WeightedChoice
 from nodemesh.agent.proxy.balance.strategies import power_of_two_choices
 from nodemesh.agent.state.store import View
@@ -382,7 +382,7 @@ def test_token_bucket_refill_and_default_burst() -> None:
     assert [bucket.take(0.0) for _ in range(6)] == [True] * 5 + [False]
     assert bucket.take(0.1) and not bucket.take(0.1)
     assert [bucket.take(100.0) for _ in range(6)] == [True] * 5 + [False]  # never more than the burst
-    assert burst_of(TrafficPolicy(rate_limit=2.5)) == 3 and burst_of(TrafficPolicy(rate_limit=0.5)) == 1
+    assert TrafficPolicy(rate_limit=2.5).bucket_size() == 3 and TrafficPolicy(rate_limit=0.5).bucket_size() == 1
 
 
 # -- routes per view -----------------------------------------------------------------------------

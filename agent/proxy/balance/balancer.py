@@ -28,7 +28,7 @@ from typing import Callable
 from nodemesh.agent.proxy.balance import locality, outlier
 from nodemesh.agent.proxy.balance.breaker import Breaker
 from nodemesh.agent.proxy.balance.endpoint import NEUTRAL_LATENCY, EndpointStats
-from nodemesh.agent.proxy.balance.ratelimit import TokenBucket, burst_of
+from nodemesh.agent.proxy.balance.ratelimit import TokenBucket
 from nodemesh.agent.proxy.balance.split import WeightedChoice
 from nodemesh.agent.proxy.balance.strategies import STRATEGIES, Random as Draw, Strategy
 from nodemesh.agent.state.store import View
@@ -255,7 +255,7 @@ class Balancer:
             who = (source.namespace, source.workload_name or source.name) if source is not None else ("", "")
             bucket = route.limits.buckets.get(who)
             now = self.clock()
-            burst = burst_of(policy)
+            burst = policy.bucket_size()
             if bucket is None or bucket.rate != policy.rate_limit or bucket.burst != burst:
                 bucket = route.limits.buckets[who] = TokenBucket(policy.rate_limit, burst, now)
             if not bucket.take(now):

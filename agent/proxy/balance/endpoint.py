@@ -44,8 +44,3 @@ class EndpointStats:
     def score(self) -> float:
         """P2C's cost: latency times the connections it would have with this one."""
         return self.latency * (self.active + 1)
-
-    def as_dict(self, now: float) -> dict[str, object]:
-        return {"endpoint": self.workload.ref, "address": self.workload.ip, "active": self.active,
-                "latency_ms": round(self.latency * 1000, 3), "consecutive_failures": self.failures,
-                "ejected_seconds": round(max(0.0, self.ejected_until - now), 3), "ejections": self.ejections}

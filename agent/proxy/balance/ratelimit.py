@@ -2,19 +2,10 @@
 
 A bucket holds up to ``burst`` tokens and gains ``rate`` per second; a connection takes one or
 is refused at once (Envoy's RL). The refill is computed when a connection asks, so an idle
-bucket costs nothing.
+bucket costs nothing. Its size is the policy's (``TrafficPolicy.bucket_size``).
 """
 
 from __future__ import annotations
-
-import math
-
-from nodemesh.model import TrafficPolicy
-
-
-def burst_of(policy: TrafficPolicy) -> int:
-    """The bucket's size: the policy's burst, else one second's worth (at least one)."""
-    return policy.rate_burst or max(1, math.ceil(policy.rate_limit))
 
 
 class TokenBucket:

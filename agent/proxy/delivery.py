@@ -39,12 +39,13 @@ class Refused(Exception):
 
 
 async def connect_app(proxy: ProxyCore, pod: PodNetns, conn: Connection, source_ip: str,
-                      port: int) -> socket.socket:
+                      port: int, timeout: float | None = None) -> socket.socket:
     """A socket connected to ``port`` of the pod's app, from inside the pod, if policy allows.
 
     ``conn.source_identity`` is "" for plaintext from outside the mesh; ``source_ip`` is where
     the connection comes from (the source pod, or the plaintext client). Both and the port stay
-    on ``conn``, with the decision, for the re-check when policies change.
+    on ``conn``, with the decision, for the re-check when policies change. ``timeout``: the
+    connect's, None for the agent's (the same-node path passes its service's).
     """
     workload = pod.workload
     conn.source_ip, conn.app_port = source_ip, port
@@ -53,7 +54,7 @@ async def connect_app(proxy: ProxyCore, pod: PodNetns, conn: Connection, source_
         raise Refused(STATUS_DENIED, "denied", f"{conn.source_identity or source_ip} may not connect "
                       f"to {workload.ref} port {port}: {decision.reason}")
     try:
-        return await pod.connect(workload.ip, port, proxy.connect_timeout)
+        return await pod.connect(workload.ip, port, proxy.connect_timeout if timeout is None else timeout)
     except OSError as e:  # TimeoutError included
         raise Refused(STATUS_UNAVAILABLE, "app_unavailable",
                       f"{workload.ref} did not accept on port {port}: {e or 'timed out'}") from e

@@ -111,8 +111,7 @@ async def connect(accepted: OutboundAccept, conn: Connection, target: Target) ->
             conn.via = "local"
             for workload in (pod.workload, local.workload):  # as the TLS handshake would
                 proxy.identities.require_valid(workload.uid)
-            async with asyncio.timeout(None if timeout == proxy.connect_timeout else timeout):  # else connect_app's
-                return await connect_app(proxy, local, conn, pod.workload.ip, target.port)
+            return await connect_app(proxy, local, conn, pod.workload.ip, target.port, timeout)
         conn.via = "hbone"
         traceparent = format_traceparent(conn.trace_id, conn.span_id, proxy.tracing)
         return await proxy.pool.open(pod, target.workload, target.port, [

@@ -3,22 +3,26 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-e2e bench proto clean
+.PHONY: setup setup-kube demo test test-fast test-e2e bench proto clean
 
 setup:
 	@scripts/setup.sh
+
+# The tests also run a real Kubernetes control plane: etcd, iptables, and the Go build of it.
+setup-kube:
+	@scripts/setup.sh --kube
 
 demo: setup
 	$(VENV)/bin/nodemesh demo
 
 # The whole suite: unit, kernel integration and end-to-end tests.
-test: setup
+test: setup-kube
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup-kube
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-test-e2e: setup
+test-e2e: setup-kube
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 # The benchmark (under 10 minutes): writes docs/benchmarks.md and its plots.

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Installs what nodemesh needs on a Debian host, idempotently: Debian packages (bcc, kernel
 # headers, iproute2, Prometheus), the kernel-header links bcc looks for, and the project's
-# virtualenv.
-# `make demo` and `make test` call it first, so a fresh machine needs nothing done by hand.
+# virtualenv. With --kube, also what the Kubernetes tests and `nodemesh sim up --kube` run: etcd
+# and iptables (kube-proxy's) from Debian, and the Kubernetes control plane built from the Go
+# module proxy (scripts/kube/build.sh, cached; ~4 minutes the first time).
+# `make demo` and `make test` (with --kube) call it first, so a fresh machine needs nothing
+# done by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(python3-bpfcc linux-headers-amd64 iproute2 bpftool nodejs python3-venv python3-dev gcc haproxy)
+kube=0
+if [ "${1:-}" = "--kube" ]; then
+    kube=1
+    # etcd-server's own service is not started here (no systemd; each control plane runs its own)
+    DEBIAN_PACKAGES+=(etcd-server iptables)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "nodemesh setup: run as root (it installs Debian packages and loads eBPF programs)." >&2
@@ -75,3 +84,7 @@ fi
     echo "nodemesh setup: the virtualenv cannot import bcc; is python3-bpfcc installed for /usr/bin/python3?" >&2
     exit 1
 }
+
+if [ "$kube" -eq 1 ]; then
+    scripts/kube/build.sh >/dev/null
+fi

@@ -166,6 +166,17 @@ class Fields:
             self.error(path, f"{text!r} is not an IPv4 address")
             return None
 
+    def cidr(self, value: Any, path: str) -> str | None:
+        """An IPv4 network in CIDR notation (``10.10.1.0/24``); None when absent or bad."""
+        text = self.string(value, path)
+        if text is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Network(text))
+        except ValueError:
+            self.error(path, f"{text!r} is not an IPv4 network (e.g. 10.10.1.0/24)")
+            return None
+
 
 def kind_of(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), repr(value))

@@ -4,7 +4,8 @@
 Every source hands the same dict shapes, as the Kubernetes API serves them: the file source gets
 them from YAML, a Kubernetes API source will get them from watches. Both call
 ``parse_objects``, so what is accepted, and how it is explained when it is not, is decided once.
-The core kinds (v1 Namespace, Pod, Service, Node) are read here; AuthorizationPolicy in
+The core kinds (v1 Namespace, Pod, Service, Node, discovery.k8s.io/v1 EndpointSlice) are read
+here; AuthorizationPolicy in
 ``authz.py``, TrafficPolicy and TCPRoute in ``traffic.py``; all read fields through
 ``fields.py``.
 
@@ -13,6 +14,11 @@ resources, ...), as a Kubernetes manifest carries much more than we need; the me
 refuse unknown fields. Every problem is collected, not just the first, and each message names the
 object and the field, e.g. ``Pod demo/client: spec.nodeName: required``, so that one run of the
 controller lists everything there is to fix.
+
+Each object parses on its own (``parse_object``): the file source refuses a file with any bad
+object, the Kubernetes source leaves out only the bad one. What only the Kubernetes source reads
+(a pod's phase and hostNetwork, a Node's addresses, EndpointSlices) is parsed here too, so that
+both sources share one reading of every kind.
 """
 
 from __future__ import annotations
@@ -45,6 +51,13 @@ from nodemesh.model import MESH_ENABLED, MESH_LABEL
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 CLUSTER_SCOPED = ("Namespace", "Node")
+# Istio's ambient label: a namespace labelled for Istio's ambient mode joins this mesh as well
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+AMBIENT = "ambient"
+# Pod phases after which a pod runs no more: its address may already be another pod's
+FINISHED_PHASES = ("Succeeded", "Failed")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
+HEADLESS = "None"  # spec.clusterIP of a headless Service
 # spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
 PREFER_CLOSE = traffic.PREFER_CLOSE
 
@@ -60,8 +73,11 @@ class Namespace:
 
     @property
     def meshed(self) -> bool:
-        """Pods of a namespace labelled ``nodemesh.io/mesh: enabled`` join the mesh."""
-        return self.labels.get(MESH_LABEL) == MESH_ENABLED
+        """Pods of a namespace labelled ``nodemesh.io/mesh: enabled`` (or Istio's
+        ``istio.io/dataplane-mode: ambient``, so that namespaces set up for Istio ambient need no
+        second label) join the mesh."""
+        return (self.labels.get(MESH_LABEL) == MESH_ENABLED
+                or self.labels.get(AMBIENT_LABEL) == AMBIENT)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,15 @@ class Pod(Namespaced):
     pod_ip: str | None
     containers: tuple[Container, ...]
     owner: Owner | None = None  # metadata.ownerReferences: the controller's, else the first
+    host_network: bool = False  # spec.hostNetwork: the node's address, not a workload's
+    phase: str | None = None  # status.phase
+
+    @property
+    def running_workload(self) -> bool:
+        """Whether Kubernetes gave the pod an address of its own that it still uses: what a
+        workload is when Kubernetes, not the controller, assigns addresses."""
+        return (self.pod_ip is not None and not self.host_network
+                and self.phase not in FINISHED_PHASES)
 
     def port_named(self, name: str) -> int | None:
         """The containerPort named ``name``, how a Service's named targetPort is resolved."""
@@ -117,14 +142,26 @@ class Service(Namespaced):
     ports: tuple[ServicePortSpec, ...]
     cluster_ip: str | None
     prefer_close: bool = False  # spec.trafficDistribution: PreferClose
+    headless: bool = False  # spec.clusterIP None: no virtual IP, so no mesh service
 
 
 @dataclass(frozen=True)
 class Node:
-    """A v1 Node: only its labels are read (the zone); nodes themselves come from pods' nodeName."""
+    """A v1 Node: its labels (the zone); and, as Kubernetes assigns them, its InternalIP and
+    spec.podCIDR (the file source plans those itself and ignores these)."""
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    pod_cidr: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice(Namespaced):
+    """A discovery.k8s.io/v1 EndpointSlice: the Service it serves and the uids of its ready pods."""
+
+    service: str | None
+    ready_pods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +175,7 @@ class KubeObjects:
     traffic_policies: tuple[KubeTrafficPolicy, ...] = ()
     tcp_routes: tuple[TCPRoute, ...] = ()
     nodes: tuple[Node, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
 
 
 def _object_label(kind: str, meta: Any, where: str) -> str:
@@ -158,40 +196,80 @@ def parse_objects(documents: Iterable[Any], source: str) -> KubeObjects:
     ``kind: List`` documents are expanded. Raises ConfigError with every problem found.
     """
     errors: list[str] = []
-    parsed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    parsed: list[tuple[str, Any]] = []
     seen: dict[str, str] = {}  # object label -> where it was first defined
 
     for where, doc in _flatten(documents, source, errors):
-        kind = doc.get("kind")
-        if not isinstance(kind, str) or not kind:
-            errors.append(f"{where}: kind: required (one of {', '.join(_KINDS)})")
+        found = _parse_one(doc, where, errors)
+        if found is None:
             continue
-        label = _object_label(kind, doc.get("metadata"), where)
-        fields = Fields(label, errors)
-        if kind not in _KINDS:
-            fields.error("kind", f"unsupported kind {kind!r} (nodemesh reads "
-                                 f"{', '.join(_KINDS)})")
-            continue
-        versions, parse = _KINDS[kind]
-        if doc.get("apiVersion") not in versions:
-            fields.error("apiVersion", f"must be {' or '.join(versions)} for {_a(kind)}, "
-                                       f"got {doc.get('apiVersion')!r}")
+        kind, label, obj = found
         if label in seen:
-            fields.error("metadata.name", f"defined twice ({seen[label]} and {where})")
+            errors.append(f"{label}: metadata.name: defined twice ({seen[label]} and {where})")
             continue
         seen[label] = where
-        parsed[kind].append(parse(doc, fields))
+        parsed.append((kind, obj))
 
-    objects = KubeObjects(
-        namespaces=tuple(parsed["Namespace"]), pods=tuple(parsed["Pod"]),
-        services=tuple(parsed["Service"]),
-        authorization_policies=tuple(parsed[authz.KIND]),
-        traffic_policies=tuple(parsed[traffic.TRAFFIC_POLICY]),
-        tcp_routes=tuple(parsed[traffic.TCP_ROUTE]), nodes=tuple(parsed["Node"]))
+    objects = collect(parsed)
     _check_references(objects, errors)
+    # Locally the controller assigns every service a VIP; a headless one would get none.
+    errors.extend(f"Service {svc.ref}: spec.clusterIP: headless services (None) are not "
+                  "supported; leave it out to get a virtual IP"
+                  for svc in objects.services if svc.headless)
     if errors:
         raise ConfigError(errors)
     return objects
+
+
+def parse_object(doc: Any, where: str) -> tuple[str, Any]:
+    """(kind, value) of one object on its own; ConfigError with its problems, each naming it."""
+    errors: list[str] = []
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{where}: expected a Kubernetes object, got {kind_of(doc)}"])
+    found = _parse_one(doc, where, errors)
+    if errors or found is None:
+        raise ConfigError(errors)
+    kind, _, obj = found
+    return kind, obj
+
+
+def collect(parsed: Iterable[tuple[str, Any]]) -> KubeObjects:
+    """The objects of (kind, value) pairs, each kind in the order given."""
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    for kind, obj in parsed:
+        by_kind[kind].append(obj)
+    return KubeObjects(
+        namespaces=tuple(by_kind["Namespace"]), pods=tuple(by_kind["Pod"]),
+        services=tuple(by_kind["Service"]),
+        authorization_policies=tuple(by_kind[authz.KIND]),
+        traffic_policies=tuple(by_kind[traffic.TRAFFIC_POLICY]),
+        tcp_routes=tuple(by_kind[traffic.TCP_ROUTE]), nodes=tuple(by_kind["Node"]),
+        endpoint_slices=tuple(by_kind[ENDPOINT_SLICE]))
+
+
+def _parse_one(doc: dict, where: str, errors: list[str]) -> tuple[str, str, Any] | None:
+    """(kind, label, value) of one object, its problems added to ``errors``; None for an
+    object of no kind nodemesh reads."""
+    kind = doc.get("kind")
+    if not isinstance(kind, str) or not kind:
+        errors.append(f"{where}: kind: required (one of {', '.join(_KINDS)})")
+        return None
+    label = _object_label(kind, doc.get("metadata"), where)
+    fields = Fields(label, errors)
+    if kind not in _KINDS:
+        fields.error("kind", f"unsupported kind {kind!r} (nodemesh reads "
+                             f"{', '.join(_KINDS)})")
+        return None
+    versions, parse = _KINDS[kind]
+    if doc.get("apiVersion") not in versions:
+        fields.error("apiVersion", f"must be {' or '.join(versions)} for {_a(kind)}, "
+                                   f"got {doc.get('apiVersion')!r}")
+    return kind, label, parse(doc, fields)
+
+
+def object_label(kind: str, doc: dict) -> str:
+    """How messages name the object ``doc`` of ``kind`` (``Pod demo/client``)."""
+    return _object_label(kind, doc.get("metadata"), "no name")
 
 
 def _a(kind: str) -> str:
@@ -249,6 +327,8 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
         pod_ip=fields.ipv4(status.get("podIP"), "status.podIP"),
         containers=containers,
         owner=_owner(meta, fields),
+        host_network=spec.get("hostNetwork") is True,
+        phase=fields.string(status.get("phase"), "status.phase"),
     )
 
 
@@ -304,9 +384,8 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
     name, meta = metadata(doc, fields, DNS1035_LABEL, 63, "service name")
     spec = fields.mapping(doc.get("spec"), "spec")
     cluster_ip = spec.get("clusterIP")
-    if cluster_ip == "None":
-        fields.error("spec.clusterIP", "headless services (None) are not supported; "
-                                       "leave it out to get a virtual IP")
+    headless = cluster_ip == HEADLESS
+    if headless:
         cluster_ip = None
     raw_ports = fields.items(spec.get("ports"), "spec.ports")
     if not raw_ports:
@@ -322,6 +401,7 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
         ports=ports,
         cluster_ip=fields.ipv4(cluster_ip, "spec.clusterIP"),
         prefer_close=_traffic_distribution(spec, fields),
+        headless=headless,
     )
 
 
@@ -335,7 +415,31 @@ def _traffic_distribution(spec: dict[str, Any], fields: Fields) -> bool:
 
 def _parse_node(doc: dict, fields: Fields) -> Node:
     name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "node name")
-    return Node(name=name, labels=labels(meta, fields))
+    spec = fields.mapping(doc.get("spec"), "spec")
+    status = fields.mapping(doc.get("status"), "status")
+    internal = [fields.mapping(a, f"status.addresses[{i}]")
+                for i, a in enumerate(fields.items(status.get("addresses"), "status.addresses"))]
+    ip = next((fields.ipv4(a.get("address"), f"status.addresses[{i}].address")
+               for i, a in enumerate(internal) if a.get("type") == "InternalIP"), None)
+    return Node(name=name, labels=labels(meta, fields), ip=ip,
+                pod_cidr=fields.cidr(spec.get("podCIDR"), "spec.podCIDR"))
+
+
+def _parse_endpoint_slice(doc: dict, fields: Fields) -> EndpointSlice:
+    """Only what the mesh uses: the Service label and each endpoint's pod and readiness
+    (``conditions.ready`` absent means ready, as the API documents)."""
+    name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "EndpointSlice name")
+    ready = []
+    for i, endpoint in enumerate(fields.items(doc.get("endpoints"), "endpoints")):
+        endpoint = fields.mapping(endpoint, f"endpoints[{i}]")
+        conditions = fields.mapping(endpoint.get("conditions"), f"endpoints[{i}].conditions")
+        target = fields.mapping(endpoint.get("targetRef"), f"endpoints[{i}].targetRef")
+        uid = fields.string(target.get("uid"), f"endpoints[{i}].targetRef.uid")
+        if target.get("kind") == "Pod" and uid and conditions.get("ready") is not False:
+            ready.append(uid)
+    return EndpointSlice(namespace=namespace_of(meta, fields), name=name,
+                         service=labels(meta, fields).get(SERVICE_NAME_LABEL),
+                         ready_pods=tuple(ready))
 
 
 def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> ServicePortSpec | None:
@@ -423,12 +527,15 @@ def load_file(path: str | Path) -> KubeObjects:
     return parse_documents(text, str(path))
 
 
+ENDPOINT_SLICE = "EndpointSlice"
+
 # kind -> (accepted apiVersions, parser)
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[dict, Fields], Any]]] = {
     "Namespace": (("v1",), _parse_namespace),
     "Pod": (("v1",), _parse_pod),
     "Service": (("v1",), _parse_service),
     "Node": (("v1",), _parse_node),
+    ENDPOINT_SLICE: (("discovery.k8s.io/v1",), _parse_endpoint_slice),
     authz.KIND: (authz.API_VERSIONS, authz.parse_authorization_policy),
     traffic.TRAFFIC_POLICY: (traffic.TRAFFIC_POLICY_API_VERSIONS, traffic.parse_traffic_policy),
     traffic.TCP_ROUTE: (traffic.TCP_ROUTE_API_VERSIONS, traffic.parse_tcp_route),

@@ -1,4 +1,4 @@
-"""``nodemesh controller``: build the mesh model from a file, stream it to the agents and be
+"""``nodemesh controller``: build the mesh model from a file or the Kubernetes API, stream it to the agents and be
 their certificate authority, over TLS, for agents that present a node token; and tell
 Prometheus how that goes."""
 
@@ -79,9 +79,31 @@ class CaOptions:
                                    "controller makes its own root")
 
 
+@dataclass(frozen=True)
+class SourceOptions:
+    """Where the objects come from: a file (local mode) or the Kubernetes API (``--kube``)."""
+
+    path: Path | None
+    kube: bool
+    kubeconfig: Path | None
+
+    def check(self) -> None:
+        """Usage errors: exactly one source; --kubeconfig only with --kube."""
+        if self.kube == (self.path is not None):
+            raise click.UsageError("give one source of objects: --file FILE (local mode) or "
+                                   "--kube (the Kubernetes API)")
+        if self.kubeconfig is not None and not self.kube:
+            raise click.UsageError("--kubeconfig is for --kube (the API server to watch)")
+
+
 @click.command()
-@click.option("--file", "path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--file", "path", type=click.Path(path_type=Path, dir_okay=False),
               help="Kubernetes YAML (Namespace, Pod, Service); reloaded when it changes.")
+@click.option("--kube", is_flag=True,
+              help="Watch the Kubernetes API instead of a file (in-cluster configuration, or "
+                   "--kubeconfig).")
+@click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False),
+              help="The kubeconfig of the API server --kube watches (default: in-cluster).")
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               default=DEFAULT_STATE_DIR, show_default=True,
               help="Where assigned addresses (ipam.json) and the CA root (ca/) are kept across restarts.")
@@ -111,12 +133,15 @@ class CaOptions:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False),
               default="info", show_default=True)
-def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
+def controller(path: Path | None, kube: bool, kubeconfig: Path | None, state_dir: Path,
+               listen: str, metrics_listen: str, node_tokens: Path,
                trust_domain: str, cert_lifetime: dt.timedelta, ca_cert: Path | None,
                ca_key: Path | None, ca_bundle: Path | None, extra_trust_bundle: Path | None,
                log_level: str) -> None:
-    """Build the mesh model from FILE, stream it to the node agents and sign their workloads'
-    certificates, over TLS, for agents with a node token."""
+    """Build the mesh model from FILE or the Kubernetes API, stream it to the node agents and
+    sign their workloads' certificates, over TLS, for agents with a node token."""
+    sources = SourceOptions(path, kube, kubeconfig)
+    sources.check()
     ca = CaOptions(ca_cert, ca_key, ca_bundle, extra_trust_bundle, cert_lifetime)
     ca.check()
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
@@ -125,7 +150,7 @@ def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, no
 
     # Other refusals (ListenError, CaError, TokenFileError) are UserErrors as they are.
     try:
-        asyncio.run(_run(path, state_dir, listen, metrics_listen, node_tokens, trust_domain, ca))
+        asyncio.run(_run(sources, state_dir, listen, metrics_listen, node_tokens, trust_domain, ca))
     except Problems as exc:
         raise InvalidConfig(f"cannot start, {len(exc.errors)} problem(s):\n  "
                             + "\n  ".join(exc.errors)) from None
@@ -143,17 +168,25 @@ def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
     return store.self_signed(state_dir, extra)
 
 
-async def _run(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
-               trust_domain: str, ca: CaOptions) -> None:
+async def _run(sources: SourceOptions, state_dir: Path, listen: str, metrics_listen: str,
+               node_tokens: Path, trust_domain: str, ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
     from nodemesh.controller.nodeauth.tokens import NodeTokens
-    from nodemesh.controller.server import serve
+    from nodemesh.controller.server import ModelSource, serve
     from nodemesh.controller.sources.addresses import AddressStore
     from nodemesh.controller.sources.file import FileSource
 
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)
-    source = FileSource(path, AddressStore(state_dir), trust_domain=trust_domain)
+    source: ModelSource
+    if sources.path is not None:
+        source = FileSource(sources.path, AddressStore(state_dir), trust_domain=trust_domain)
+    else:
+        from nodemesh.controller.apiclient import connect
+        from nodemesh.controller.sources.kube.source import KubeSource
+
+        source = KubeSource(await connect(sources.kubeconfig), trust_domain)
+        await source.start()  # the first complete list: no agent is served half a cluster
     running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

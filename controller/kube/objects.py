@@ -58,6 +58,7 @@ AMBIENT = "ambient"
 FINISHED_PHASES = ("Succeeded", "Failed")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 HEADLESS = "None"  # spec.clusterIP of a headless Service
+PENDING = "Pending"
 # spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
 PREFER_CLOSE = traffic.PREFER_CLOSE
 
@@ -93,6 +94,8 @@ class Container:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     ports: tuple[ContainerPort, ...] = ()
+    # paths of env vars given by valueFrom: the file source cannot run those, Kubernetes does
+    env_value_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,9 @@ class Service(Namespaced):
     cluster_ip: str | None
     prefer_close: bool = False  # spec.trafficDistribution: PreferClose
     headless: bool = False  # spec.clusterIP None: no virtual IP, so no mesh service
+    # "path: problem" of each port of another protocol than TCP, left out of ``ports`` (the
+    # mesh carries TCP)
+    other_protocols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,10 +218,7 @@ def parse_objects(documents: Iterable[Any], source: str) -> KubeObjects:
 
     objects = collect(parsed)
     _check_references(objects, errors)
-    # Locally the controller assigns every service a VIP; a headless one would get none.
-    errors.extend(f"Service {svc.ref}: spec.clusterIP: headless services (None) are not "
-                  "supported; leave it out to get a virtual IP"
-                  for svc in objects.services if svc.headless)
+    _check_runnable_locally(objects, errors)
     if errors:
         raise ConfigError(errors)
     return objects
@@ -267,11 +270,6 @@ def _parse_one(doc: dict, where: str, errors: list[str]) -> tuple[str, str, Any]
     return kind, label, parse(doc, fields)
 
 
-def object_label(kind: str, doc: dict) -> str:
-    """How messages name the object ``doc`` of ``kind`` (``Pod demo/client``)."""
-    return _object_label(kind, doc.get("metadata"), "no name")
-
-
 def _a(kind: str) -> str:
     return f"an {kind}" if kind[0] in "AEIOU" else f"a {kind}"
 
@@ -309,7 +307,8 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
     status = fields.mapping(doc.get("status"), "status")
     node_name = fields.name(spec.get("nodeName"), "spec.nodeName", DNS1123_SUBDOMAIN, 253,
                             "node name")
-    if node_name is None:
+    phase = fields.string(status.get("phase"), "status.phase")
+    if node_name is None and phase != PENDING:  # a Pending pod may wait for the scheduler
         fields.error("spec.nodeName", "required (the node the pod runs on)")
     if spec.get("containers") in (None, []):
         fields.error("spec.containers", "required (at least one container)")
@@ -328,7 +327,7 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
         containers=containers,
         owner=_owner(meta, fields),
         host_network=spec.get("hostNetwork") is True,
-        phase=fields.string(status.get("phase"), "status.phase"),
+        phase=phase,
     )
 
 
@@ -353,10 +352,12 @@ def _parse_container(value: Any, path: str, fields: Fields) -> Container:
     if name is None:
         fields.error(f"{path}.name", "required")
     env = {}
+    value_from = []
     for i, var in enumerate(fields.items(spec.get("env"), f"{path}.env")):
         var = fields.mapping(var, f"{path}.env[{i}]")
         if "valueFrom" in var:
-            fields.error(f"{path}.env[{i}].valueFrom", "not supported (give a value)")
+            value_from.append(f"{path}.env[{i}].valueFrom")
+            continue
         var_name = fields.string(var.get("name"), f"{path}.env[{i}].name")
         if var_name is None:
             fields.error(f"{path}.env[{i}].name", "required")
@@ -377,6 +378,7 @@ def _parse_container(value: Any, path: str, fields: Fields) -> Container:
         args=fields.strings(spec.get("args"), f"{path}.args"),
         env=env,
         ports=tuple(ports),
+        env_value_from=tuple(value_from),
     )
 
 
@@ -390,7 +392,10 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
     raw_ports = fields.items(spec.get("ports"), "spec.ports")
     if not raw_ports:
         fields.error("spec.ports", "required (at least one port)")
-    parsed = [_parse_service_port(raw, i, len(raw_ports), fields) for i, raw in enumerate(raw_ports)]
+    other = {i: raw["protocol"] for i, raw in enumerate(raw_ports)
+             if isinstance(raw, dict) and raw.get("protocol") not in (None, "TCP")}
+    parsed = [_parse_service_port(raw, i, len(raw_ports), fields) for i, raw in enumerate(raw_ports)
+              if i not in other]
     ports = tuple(p for p in parsed if p is not None)
     check_unique(fields, "spec.ports", "port", [p.port for p in ports])
     check_unique(fields, "spec.ports", "name", [p.name for p in ports if p.name])
@@ -402,6 +407,8 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
         cluster_ip=fields.ipv4(cluster_ip, "spec.clusterIP"),
         prefer_close=_traffic_distribution(spec, fields),
         headless=headless,
+        other_protocols=tuple(f"spec.ports[{i}].protocol: only TCP is supported, got {protocol!r}"
+                              for i, protocol in other.items()),
     )
 
 
@@ -448,8 +455,6 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
     name = fields.name(spec.get("name"), f"{path}.name", PORT_NAME, 15, "port name")
     if name is None and count > 1:
         fields.error(f"{path}.name", "required when a service has more than one port")
-    if spec.get("protocol") not in (None, "TCP"):
-        fields.error(f"{path}.protocol", f"only TCP is supported, got {spec.get('protocol')!r}")
     port = fields.port(spec.get("port"), f"{path}.port")
     target: Any = spec.get("targetPort")
     if target is None:
@@ -464,6 +469,20 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
     if port is None or target is None:
         return None
     return ServicePortSpec(name=name or "", port=port, target_port=target)
+
+
+def _check_runnable_locally(objects: KubeObjects, errors: list[str]) -> None:
+    """What the file source cannot do, that Kubernetes does: fill env vars from other fields,
+    give a headless Service its DNS records, carry other protocols than TCP (locally the mesh
+    is the only network path of a Service); the Kubernetes source takes such objects as they are.
+    """
+    for svc in objects.services:
+        if svc.headless:
+            errors.append(f"Service {svc.ref}: spec.clusterIP: headless services (None) are not "
+                          "supported; leave it out to get a virtual IP")
+        errors.extend(f"Service {svc.ref}: {problem}" for problem in svc.other_protocols)
+    errors.extend(f"Pod {pod.ref}: {path}: not supported (give a value)"
+                  for pod in objects.pods for c in pod.containers for path in c.env_value_from)
 
 
 def _check_references(objects: KubeObjects, errors: list[str]) -> None:

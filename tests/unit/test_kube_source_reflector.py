@@ -15,7 +15,7 @@ POLICIES = Resource("TrafficPolicy", "nodemesh.io/v1alpha1", "trafficpolicies", 
 
 
 def pod(name, rv, namespace="demo"):
-    return {"kind": "Pod", "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv}}
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv}}
 
 
 def whole_draws():
@@ -40,6 +40,12 @@ def test_list_then_watch_from_the_lists_version_with_bookmarks():
     assert step == Watch("7")
     assert step.params == {"watch": "true", "resourceVersion": "7", "allowWatchBookmarks": "true",
                            "timeoutSeconds": "300"}
+
+
+def test_listed_items_are_given_the_kind_and_version_the_list_left_out():
+    r = Reflector(PODS)
+    changes = r.listed([{"metadata": {"name": "a", "namespace": "demo", "resourceVersion": "5"}}], "7")
+    assert changes["demo/a"]["kind"] == "Pod" and changes["demo/a"]["apiVersion"] == "v1"
 
 
 def test_events_change_the_copy_and_advance_the_version():

@@ -101,7 +101,10 @@ class Reflector:
             log.info("%s: %s is installed now", self.resource.kind, self.resource.crd)
         self._ok()
         self.resource_version = resource_version
-        return self._replace({key_of(obj): obj for obj in items})
+        # A list's items carry no kind or apiVersion (the list says them once); events' do.
+        typed = ({"kind": self.resource.kind, "apiVersion": self.resource.api_version, **obj}
+                 for obj in items)
+        return self._replace({key_of(obj): obj for obj in typed})
 
     def not_installed(self) -> Changes:
         """The server does not serve the (optional) resource: none of those, for now."""

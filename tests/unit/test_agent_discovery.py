@@ -123,6 +123,13 @@ def test_a_pod_cgroup_without_a_process_yet_is_pending(tmp_path):
         KubeletCgroups(tmp_path).open(pod())
 
 
+def test_a_pod_whose_processes_all_exited_since_their_cgroup_listed_them_is_pending(tmp_path):
+    gone = 4194305  # above the kernel's largest pid_max: never a process
+    tree(tmp_path, f"kubepods/pod{UID}/c1", procs={f"kubepods/pod{UID}/c1": f"{gone}\n{gone + 1}\n"})
+    with pytest.raises(NotYet, match="has no process yet"):
+        KubeletCgroups(tmp_path).open(pod())
+
+
 def test_a_uid_that_is_no_uid_is_pending_not_a_crash(tmp_path):
     tree(tmp_path, "kubepods")
     with pytest.raises(NotYet, match="is not a pod UID"):

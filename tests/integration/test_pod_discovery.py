@@ -1,0 +1,157 @@
+"""Finding a pod's network namespace on the real kernel: real cgroups named as the kubelet names
+them, real namespaces, real processes moved into the pods' cgroups.
+
+Each test gets a private cgroup subtree (``<unified>/nodemesh-test-<random>``) as the cgroup
+root the kubelet would see, and its own named namespaces; both go, with the processes, after
+the test whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from pyroute2 import netns as pyroute2_netns
+
+from nodemesh import cgroups
+from nodemesh.agent.inpod.discovery import KubeletCgroups, NotYet
+from nodemesh.model import Workload
+from nodemesh.netns import Netns
+
+pytestmark = pytest.mark.kernel
+
+UID = "5d0c7e1a-93f4-4b8e-8c21-0a1b2c3d4e5f"
+UID_ = UID.replace("-", "_")
+CGROUPFS = f"kubepods/besteffort/pod{UID}"
+SYSTEMD = f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice"
+
+POD = Workload(uid=UID, name="web-1", namespace="shop", service_account="web", node="n1", ip="10.10.1.10")
+
+
+class Node:
+    """A cgroup root, namespaces and processes made for one test, all removed by ``close``."""
+
+    def __init__(self) -> None:
+        unified = cgroups.unified_root()
+        assert unified is not None
+        self.tag = secrets.token_hex(4)
+        self.root = unified / f"nodemesh-test-{self.tag}"
+        self.root.mkdir()
+        self.namespaces: list[str] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def netns(self) -> str:
+        """A new named namespace; its path."""
+        name = f"nmtest-disc-{self.tag}-{len(self.namespaces)}"
+        pyroute2_netns.create(name)
+        self.namespaces.append(name)
+        return f"/run/netns/{name}"
+
+    def process(self, cgroup: str, netns: str | None) -> subprocess.Popen[bytes]:
+        """``sleep`` in ``netns`` (None: the test's own), in the cgroup ``cgroup`` below the root."""
+        directory = self.root / cgroup
+        directory.mkdir(parents=True, exist_ok=True)
+        ns = Netns(netns) if netns is not None else None
+        try:
+            child = subprocess.Popen(["sleep", "600"], preexec_fn=ns.enter_for_good if ns else None)
+        finally:
+            if ns is not None:
+                ns.close()
+        self.processes.append(child)
+        cgroups.join(directory, child.pid)  # after it entered the namespace, as a runtime's container is
+        return child
+
+    def close(self) -> None:
+        for child in self.processes:
+            child.kill()
+            child.wait()
+        for directory, _subdirs, _files in os.walk(self.root, topdown=False):
+            Path(directory).rmdir()
+        for name in self.namespaces:
+            pyroute2_netns.remove(name)
+
+
+@pytest.fixture
+def node(kernel_prerequisites: None) -> Iterator[Node]:
+    made = Node()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def inode(fd_or_path: int | str) -> int:
+    return (os.fstat(fd_or_path) if isinstance(fd_or_path, int) else os.stat(fd_or_path)).st_ino
+
+
+@pytest.mark.parametrize("layout", [CGROUPFS, SYSTEMD], ids=["cgroupfs", "systemd"])
+def test_the_pods_namespace_is_found_from_a_process_in_its_cgroup(node: Node, layout: str):
+    path = node.netns()
+    node.process(f"{layout}/c1", path)
+    with KubeletCgroups(node.root).open(POD) as found, Netns(path) as expected:
+        assert inode(found.fd) == inode(path)
+        assert found.cookie() == expected.cookie()
+
+
+def test_the_namespace_outlives_the_process_it_was_found_by(node: Node):
+    path = node.netns()
+    child = node.process(f"{CGROUPFS}/c1", path)
+    with Netns(path) as pinned:
+        cookie = pinned.cookie()
+    with KubeletCgroups(node.root).open(POD) as found:
+        child.kill()
+        child.wait()
+        pyroute2_netns.remove(node.namespaces.pop())  # nothing else holds it now
+        assert found.cookie() == cookie  # a socket made inside it now is in that same namespace
+
+
+def test_a_pod_whose_processes_are_in_the_nodes_namespace_is_refused(node: Node):
+    node.process(f"{SYSTEMD}/cri-containerd-abc.scope", None)
+    with pytest.raises(NotYet, match="in the node's network namespace: a hostNetwork pod is not enrolled"):
+        KubeletCgroups(node.root).open(POD)
+
+
+def test_a_process_in_the_nodes_namespace_is_passed_over_for_one_in_the_pods(node: Node):
+    """A runtime's helper joins the container's cgroup before the pod's namespace (runc's first stage)."""
+    path = node.netns()
+    node.process(CGROUPFS, None)  # in the pod's own cgroup: read first, the walk is top-down
+    node.process(f"{CGROUPFS}/c1", path)
+    with KubeletCgroups(node.root).open(POD) as found:
+        assert inode(found.fd) == inode(path)
+
+
+def test_a_process_gone_before_its_namespace_is_opened_is_skipped(node: Node, tmp_path: Path):
+    """/proc as the agent sees it after the first process exited: only self and the second remain."""
+    path = node.netns()
+    first = node.process(CGROUPFS, path)
+    second = node.process(f"{CGROUPFS}/c1", path)
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "self").symlink_to(f"/proc/{os.getpid()}")
+    (proc / str(second.pid)).symlink_to(f"/proc/{second.pid}")
+    with KubeletCgroups(node.root, proc).open(POD) as found:
+        assert found.path == f"{proc}/{second.pid}/ns/net"
+        assert inode(found.fd) == inode(path)
+    first.kill()
+    first.wait()
+    second.kill()
+    second.wait()
+    with pytest.raises(NotYet, match="has no process yet"):
+        KubeletCgroups(node.root).open(POD)
+
+
+def test_a_pod_not_there_yet_is_pending_until_it_is(node: Node):
+    discovery = KubeletCgroups(node.root)
+    with pytest.raises(NotYet, match="no kubepods cgroup"):
+        discovery.open(POD)
+    (node.root / "kubepods").mkdir()
+    with pytest.raises(NotYet, match=f"no cgroup for pod UID {UID}"):
+        discovery.open(POD)
+    path = node.netns()
+    node.process(f"{CGROUPFS}/c1", path)
+    with discovery.open(POD) as found:
+        assert inode(found.fd) == inode(path)

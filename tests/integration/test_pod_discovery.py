@@ -8,19 +8,29 @@ the test whatever its outcome.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import struct
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import uvloop
 from pyroute2 import netns as pyroute2_netns
 
-from nodemesh import cgroups
-from nodemesh.agent.inpod.discovery import KubeletCgroups, NotYet
-from nodemesh.model import Workload
-from nodemesh.netns import Netns
+from hbone_pki import TestCa, spiffe  # tests/: the test CA
+
+from nodemesh import cgroups  # noqa: E402
+from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
+from nodemesh.agent.identity.manager import CertManager  # noqa: E402
+from nodemesh.agent.inpod.discovery import KubeletCgroups, NotYet  # noqa: E402
+from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
+from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
+from nodemesh.agent.state.store import View  # noqa: E402
+from nodemesh.model import MeshModel, Workload  # noqa: E402
+from nodemesh.netns import Netns  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
@@ -29,7 +39,8 @@ UID_ = UID.replace("-", "_")
 CGROUPFS = f"kubepods/besteffort/pod{UID}"
 SYSTEMD = f"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice"
 
-POD = Workload(uid=UID, name="web-1", namespace="shop", service_account="web", node="n1", ip="10.10.1.10")
+POD = Workload(uid=UID, name="web-1", namespace="shop", service_account="web", node="n1", ip="10.206.0.2",
+               meshed=True, identity=spiffe("shop", "web"))
 
 
 class Node:
@@ -44,11 +55,14 @@ class Node:
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def netns(self) -> str:
-        """A new named namespace; its path."""
+    def netns(self, address: str | None = None) -> str:
+        """A new named namespace (with ``address`` on its loopback, up); its path."""
         name = f"nmtest-disc-{self.tag}-{len(self.namespaces)}"
         pyroute2_netns.create(name)
         self.namespaces.append(name)
+        if address is not None:
+            for args in (["link", "set", "lo", "up"], ["addr", "add", f"{address}/32", "dev", "lo"]):
+                subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True)
         return f"/run/netns/{name}"
 
     def process(self, cgroup: str, netns: str | None) -> subprocess.Popen[bytes]:
@@ -155,3 +169,38 @@ def test_a_pod_not_there_yet_is_pending_until_it_is(node: Node):
     node.process(f"{CGROUPFS}/c1", path)
     with discovery.open(POD) as found:
         assert inode(found.fd) == inode(path)
+
+
+def test_the_enroller_enrolls_a_pod_once_its_cgroup_has_a_process(node: Node):
+    """As the agent does on a node: steering on the cgroup root, the pods found below it."""
+    path = node.netns(POD.ip)
+    ca = TestCa()
+    view = View.build(1, MeshModel(workloads={POD.uid: POD}, services={}, nodes={}), ca.bundle)
+    steering = Steering(node.root)
+
+    async def main() -> None:
+        certs = CertManager(ca.sign)
+        proxy = NodeProxy(lambda: view, steering.original_dst, certs)
+        enroller = Enroller("n1", KubeletCgroups(node.root), steering, proxy)
+        try:
+            certs.update([POD], ca.bundle)
+            assert await certs.wait_ready(POD.uid, 5)
+            await enroller.reconcile(view)
+            assert "no kubepods cgroup" in enroller.pending[POD.uid]
+            node.process(f"{SYSTEMD}/crio-abc.scope", path)
+            await enroller.reconcile(view)
+            assert enroller.pending == {}
+            with Netns(path) as pinned:
+                cookie = pinned.cookie()
+            assert enroller.enrolled[POD.uid].pod.cookie == cookie
+            assert steering.enrolled.lookup(struct.pack("=Q", cookie)) is not None
+        finally:
+            await enroller.reconcile(View.build(2, MeshModel(workloads={}, services={}, nodes={})))
+            enroller.close()
+            proxy.close()
+            certs.close()
+
+    try:
+        uvloop.run(asyncio.wait_for(main(), 60))
+    finally:
+        steering.close()

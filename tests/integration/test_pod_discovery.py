@@ -204,3 +204,17 @@ def test_the_enroller_enrolls_a_pod_once_its_cgroup_has_a_process(node: Node):
         uvloop.run(asyncio.wait_for(main(), 60))
     finally:
         steering.close()
+
+
+def test_an_agent_without_a_cgroup2_mount_to_default_to_says_so(tmp_path: Path):
+    """In a mount namespace of its own with every cgroup2 mount gone, as on a host without one."""
+    from nodemesh.tools.sim.cluster import nodemesh_argv
+
+    agent = " ".join(nodemesh_argv("agent", "--node", "n1", "--controller-ca", str(tmp_path / "ca.pem"),
+                                   "--token-file", str(tmp_path / "token"), "--pod-netns-from=cgroup"))
+    script = f"umount -l $(awk '$3 == \"cgroup2\" {{print $2}}' /proc/self/mounts) && exec {agent}"
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (1, "Error: no cgroup2 filesystem is mounted (none in "
+                                                   "/proc/self/mounts): mount the cgroup v2 hierarchy, or "
+                                                   "name a cgroup v2 directory with --cgroup\n")

@@ -3,14 +3,17 @@ them, real namespaces, real processes moved into the pods' cgroups.
 
 Each test gets a private cgroup subtree (``<unified>/nodemesh-test-<random>``) as the cgroup
 root the kubelet would see, and its own named namespaces; both go, with the processes, after
-the test whatever its outcome.
+the test whatever its outcome. The last test runs the real controller and an agent started
+with ``--pod-netns-from=cgroup`` in a namespace of their own, as a node's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -20,6 +23,7 @@ import pytest
 import uvloop
 from pyroute2 import netns as pyroute2_netns
 
+from eventually import eventually  # tests/: the one wait for a condition
 from hbone_pki import TestCa, spiffe  # tests/: the test CA
 
 from nodemesh import cgroups  # noqa: E402
@@ -44,7 +48,7 @@ POD = Workload(uid=UID, name="web-1", namespace="shop", service_account="web", n
 
 
 class Node:
-    """A cgroup root, namespaces and processes made for one test, all removed by ``close``."""
+    """A cgroup root, namespaces, processes and bpffs pins made for one test, all removed by ``close``."""
 
     def __init__(self) -> None:
         unified = cgroups.unified_root()
@@ -52,6 +56,7 @@ class Node:
         self.tag = secrets.token_hex(4)
         self.root = unified / f"nodemesh-test-{self.tag}"
         self.root.mkdir()
+        self.bpffs = Path(f"/sys/fs/bpf/nmtest-disc-{self.tag}")  # an agent's pins, if one runs
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -61,32 +66,46 @@ class Node:
         pyroute2_netns.create(name)
         self.namespaces.append(name)
         if address is not None:
-            for args in (["link", "set", "lo", "up"], ["addr", "add", f"{address}/32", "dev", "lo"]):
-                subprocess.run(["ip", "-n", name, *args], check=True, capture_output=True)
+            ip("-n", name, "link", "set", "lo", "up")
+            ip("-n", name, "addr", "add", f"{address}/32", "dev", "lo")
         return f"/run/netns/{name}"
+
+    def spawn(self, argv: list[str], netns: str, **popen: object) -> subprocess.Popen[bytes]:
+        """``argv`` in ``netns``, stopped (SIGTERM, then SIGKILL) by ``close``."""
+        with Netns(netns) as ns:
+            child = subprocess.Popen(argv, preexec_fn=ns.enter_for_good, **popen)  # type: ignore[call-overload]
+        self.processes.append(child)
+        return child
 
     def process(self, cgroup: str, netns: str | None) -> subprocess.Popen[bytes]:
         """``sleep`` in ``netns`` (None: the test's own), in the cgroup ``cgroup`` below the root."""
         directory = self.root / cgroup
         directory.mkdir(parents=True, exist_ok=True)
-        ns = Netns(netns) if netns is not None else None
-        try:
-            child = subprocess.Popen(["sleep", "600"], preexec_fn=ns.enter_for_good if ns else None)
-        finally:
-            if ns is not None:
-                ns.close()
-        self.processes.append(child)
+        if netns is None:
+            child = subprocess.Popen(["sleep", "600"])
+            self.processes.append(child)
+        else:
+            child = self.spawn(["sleep", "600"], netns)
         cgroups.join(directory, child.pid)  # after it entered the namespace, as a runtime's container is
         return child
 
     def close(self) -> None:
         for child in self.processes:
-            child.kill()
-            child.wait()
+            child.terminate()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        shutil.rmtree(self.bpffs, ignore_errors=True)
         for directory, _subdirs, _files in os.walk(self.root, topdown=False):
             Path(directory).rmdir()
         for name in self.namespaces:
             pyroute2_netns.remove(name)
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -218,3 +237,71 @@ def test_an_agent_without_a_cgroup2_mount_to_default_to_says_so(tmp_path: Path):
     assert (result.returncode, result.stderr) == (1, "Error: no cgroup2 filesystem is mounted (none in "
                                                    "/proc/self/mounts): mount the cgroup v2 hierarchy, or "
                                                    "name a cgroup v2 directory with --cgroup\n")
+
+
+CLUSTER = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop, labels: {{nodemesh.io/mesh: enabled}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web-1, namespace: shop, uid: {UID}}}
+spec:
+  nodeName: n1
+  serviceAccountName: web
+  containers: [{{name: main, command: [sleep, infinity]}}]
+"""
+
+
+def test_an_agent_finding_pods_by_cgroup_enrolls_a_pod_once_it_runs(node: Node, tmp_path: Path):
+    """The real controller and agent in a node's namespace; the pod's cgroup is below the agent's
+    --cgroup and appears only after the agent learnt of the pod, as when the kubelet starts it."""
+    from nodemesh.agent.ports import READINESS_PORT
+    from nodemesh.controller.ca.store import root_path
+    from nodemesh.controller.nodeauth.tokens import token_hash
+    from nodemesh.errors import UserError
+    from nodemesh.tools.admin_client import fetch
+    from nodemesh.tools.sim.cluster import nodemesh_argv
+
+    here = node.netns("10.206.1.1")
+    state, cluster, tokens, token_file = (tmp_path / n for n in ("state", "cluster.yaml", "tokens.json", "token"))
+    cluster.write_text(CLUSTER)
+    token = secrets.token_urlsafe(32)
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    tokens.write_text(json.dumps({"n1": token_hash(token)}))
+    with open(tmp_path / "log", "wb") as log:
+        node.spawn(nodemesh_argv("controller", "--file", str(cluster), "--state-dir", str(state),
+                                 "--listen", "127.0.0.1:15012", "--metrics-listen", "127.0.0.1:15014",
+                                 "--node-tokens", str(tokens)), here, stdout=log, stderr=subprocess.STDOUT)
+        eventually(root_path(state).exists, timeout=30, what="the controller's CA root")
+        node.spawn(nodemesh_argv("agent", "--node", "n1", "--controller", "127.0.0.1:15012",
+                                 "--controller-ca", str(root_path(state)), "--token-file", str(token_file),
+                                 "--cgroup", str(node.root), "--pod-netns-from=cgroup",
+                                 "--bpffs-dir", str(node.bpffs)), here, stdout=log, stderr=subprocess.STDOUT)
+
+    def dump() -> dict:
+        try:
+            return fetch(here, "/config_dump")
+        except UserError as e:  # not listening yet
+            raise AssertionError(f"{e}; logs:\n{(tmp_path / 'log').read_text()}") from None
+
+    def pending() -> str:
+        d = dump()
+        assert d["workloads"] and UID in d["pending"], d
+        return d["pending"][UID]
+
+    assert "no kubepods cgroup" in eventually(pending, timeout=60)
+    pod_ns = node.netns(dump()["workloads"][0]["ip"])
+    node.process(f"{CGROUPFS}/main", pod_ns)
+
+    def enrolled() -> list[dict]:
+        d = dump()
+        assert d["enrolled"], d["pending"]
+        return d["enrolled"]
+
+    [entry] = eventually(enrolled, timeout=30)
+    with Netns(pod_ns) as ns:
+        assert entry["netns_cookie"] == ns.cookie()
+    assert eventually(lambda: fetch(here, "/healthz/ready", port=READINESS_PORT)["ready"], timeout=30)

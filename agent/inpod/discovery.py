@@ -61,7 +61,9 @@ class KubeletCgroups:
     the open file keeps the namespace as long as the enroller holds it. A process in the
     agent's own namespace is passed over: a container runtime's helper is there for a moment
     (runc's first stage joins the container's cgroup before the pod's namespace), and a pod
-    whose processes all are is a hostNetwork pod, never enrolled.
+    whose processes all are is a hostNetwork pod, never enrolled. That the agent's namespace
+    is the host's, where such helpers start, holds on a node; a simulation must start a pod's
+    processes in its namespace before moving them into its cgroup.
     """
 
     def __init__(self, root: Path, proc: Path = Path("/proc")) -> None:

@@ -5,8 +5,9 @@ listeners are the proxy's business), gives the plaintext listener to the capture
 puts the namespace cookie in the steering programs' map. From then on the pod's connections to
 mesh destinations are steered, and plaintext arriving from outside the mesh is captured into
 15006. A pod whose namespace cannot be found yet (the runtime has not made it: see
-``discovery``), or whose listeners cannot open yet, stays pending and is retried. Unenrolling stops steering and
-capture first, then closes the listeners; connections already relayed carry on.
+``discovery``), or whose listeners cannot open yet, stays pending and is retried.
+Unenrolling stops steering and capture first, then closes the listeners; connections
+already relayed carry on.
 
 The agent exiting is not unenrolling: the capture's links outlive it (pinned), so that STRICT
 pods keep refusing plaintext until the next agent takes them over; that agent removes the

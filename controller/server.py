@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -45,13 +45,16 @@ LOOPBACK = "127.0.0.1"
 
 
 class ModelSource(Protocol):
-    """Where the model comes from (the file source; later the Kubernetes API)."""
+    """Where the model comes from (the file source, or the Kubernetes API)."""
 
     def load(self) -> MeshModel:
         """The model now; raises Problems (ConfigError, ModelError) when the objects are unusable."""
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Call ``publish`` with each new valid model; runs until cancelled."""
+
+    def rejected(self) -> Mapping[str, int]:
+        """How many objects are left out of the model now, by kind."""
 
 
 class ListenError(UserError):
@@ -190,7 +193,7 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
         bound = server.add_secure_port(listen, server_credentials(authority, host))
     except RuntimeError as exc:
         raise ListenError(f"cannot listen on {listen}: {exc}") from None
-    metrics = (serve_metrics(metrics_listen, controller_registry(servicer, ca))
+    metrics = (serve_metrics(metrics_listen, controller_registry(servicer, ca, source.rejected))
                if metrics_listen is not None else None)
     await server.start()
     watcher = asyncio.create_task(source.watch(feed.publish), name="model-source")

@@ -38,7 +38,7 @@ class RunningSource:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
         self.model: MeshModel | None = None
-        self.published = 0
+        self.source: KubeSource | None = None
         self._loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
@@ -50,7 +50,7 @@ class RunningSource:
         self._task = asyncio.current_task()
         api = await connect(self.kubeconfig)
         try:
-            source = KubeSource(api)
+            source = self.source = KubeSource(api)
             await source.start()
             self.model = source.load()
             await source.watch(self._publish)
@@ -63,7 +63,6 @@ class RunningSource:
 
     def _publish(self, model: MeshModel) -> None:
         self.model = model
-        self.published += 1
 
     def current(self) -> MeshModel:
         assert self._failed is None, f"the source failed: {self._failed!r}"
@@ -262,6 +261,7 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
             assert services[f"{meshed}/web"].traffic.load_balancer == "PowerOfTwoChoices"
             assert services[f"{meshed}/db"].traffic.load_balancer == "RoundRobin"  # its policy left out
             assert f"TrafficPolicy {meshed}/bad: spec.loadBalancer: 'Fastest' is not one of" in caplog.text
+            assert running.source.rejected() == {"TrafficPolicy": 1}  # the metric's count
 
             # a second policy for one Service: the model is fine, the later one is left out
             create(control_plane, traffic_policy(meshed, "cache-2", "cache", "PowerOfTwoChoices"))
@@ -269,6 +269,7 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
                                f"{meshed}/cache is also the target of TrafficPolicy {meshed}/cache-1"
                                in caplog.text, FOLLOW, interval=0.1, what="the conflict reported")
             assert running.current().services[f"{meshed}/cache"].traffic.load_balancer == "LeastConnections"
+            assert running.source.rejected() == {"TrafficPolicy": 2}
 
             # fixed: taken in
             fixed = traffic_policy(meshed, "bad", "db", "LeastConnections")

@@ -232,9 +232,10 @@ def test_the_collector_names_every_count_as_the_catalog_does(tmp_path):
     ca.stats.count_signed()
     ca.stats.count_refusal(Refusal.WRONG_NODE)
 
-    text = generate_latest(controller_registry(config, ca)).decode()
-    assert series(text) == expected(connected=2, version=2, snapshots=1, deltas=1, pushes_answered=1,
-                                    accepted=1, rejected=1, signed=1, wrong_node=1)
+    text = generate_latest(controller_registry(config, ca, lambda: {"TrafficPolicy": 2})).decode()
+    assert series(text) == {**expected(connected=2, version=2, snapshots=1, deltas=1, pushes_answered=1,
+                                       accepted=1, rejected=1, signed=1, wrong_node=1),
+                            "nodemesh_controller_rejected_objects{kind=TrafficPolicy}": 2}
     families = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert {name: kind for name, kind in families.items() if name.startswith("nodemesh_")} == {
         "nodemesh_controller_connected_agents": "gauge",
@@ -244,6 +245,7 @@ def test_the_collector_names_every_count_as_the_catalog_does(tmp_path):
         "nodemesh_controller_acks": "counter",
         "nodemesh_controller_certificates_signed": "counter",
         "nodemesh_controller_certificate_refusals": "counter",
+        "nodemesh_controller_rejected_objects": "gauge",
     }
     assert 'nodemesh_controller_push_duration_seconds_bucket{le="0.005"} 1.0' in text
     assert 'istio_build{component="controller",tag="' in text and "process_cpu_seconds_total" in text

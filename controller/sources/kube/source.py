@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from kubernetes_asyncio import client
 
@@ -46,7 +46,7 @@ class KubeSource:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._model: MeshModel | None = None
-        self.rejected: Counter[str] = Counter()  # objects left out now, by kind (a metric)
+        self._rejected: Counter[str] = Counter()
 
     async def start(self) -> None:
         """Watch every resource; return once each has been listed and the first model built."""
@@ -129,4 +129,8 @@ class KubeSource:
         for label in self._reported.keys() - rejected.keys():
             log.info("%s is no longer left out (fixed, or deleted)", label)
         self._reported = {label: tuple(problems) for label, problems in rejected.items()}
-        self.rejected = Counter(label.split(" ", 1)[0] for label in rejected)
+        self._rejected = Counter(label.split(" ", 1)[0] for label in rejected)
+
+    def rejected(self) -> Mapping[str, int]:
+        """How many objects are left out now, by kind (a metric; read from its thread: one read)."""
+        return self._rejected

@@ -5,6 +5,7 @@ Prometheus how that goes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import signal
@@ -28,6 +29,7 @@ log = logging.getLogger("nodemesh.controller")
 
 if TYPE_CHECKING:
     from nodemesh.controller.ca.authority import Authority
+    from nodemesh.controller.server import ModelSource
 
 
 class InvalidConfig(UserError):
@@ -172,31 +174,40 @@ async def _run(sources: SourceOptions, state_dir: Path, listen: str, metrics_lis
                node_tokens: Path, trust_domain: str, ca: CaOptions) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
     from nodemesh.controller.nodeauth.tokens import NodeTokens
-    from nodemesh.controller.server import ModelSource, serve
-    from nodemesh.controller.sources.addresses import AddressStore
-    from nodemesh.controller.sources.file import FileSource
+    from nodemesh.controller.server import serve
 
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)
-    source: ModelSource
-    if sources.path is not None:
-        source = FileSource(sources.path, AddressStore(state_dir), trust_domain=trust_domain)
-    else:
-        from nodemesh.controller.apiclient import connect
-        from nodemesh.controller.sources.kube.source import KubeSource
-
-        source = KubeSource(await connect(sources.kubeconfig), trust_domain)
-        await source.start()  # the first complete list: no agent is served half a cluster
-    running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stopping, running.watcher}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping")
-    stopping.cancel()
-    await running.stop()
-    if running.watcher in done:
-        running.watcher.result()  # the source gave up on its own: a bug, let it surface
+    async with contextlib.AsyncExitStack() as resources:
+        source = await _source(sources, state_dir, trust_domain, resources)
+        running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({stopping, running.watcher}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+        stopping.cancel()
+        await running.stop()
+        if running.watcher in done:
+            running.watcher.result()  # the source gave up on its own: a bug, let it surface
     log.info("stopped")
+
+
+async def _source(options: SourceOptions, state_dir: Path, trust_domain: str,
+                  resources: contextlib.AsyncExitStack) -> "ModelSource":
+    """The file source, or the Kubernetes source once it listed everything (its API client
+    closed with ``resources``): no agent is ever served half a cluster."""
+    from nodemesh.controller.sources.addresses import AddressStore
+    from nodemesh.controller.sources.file import FileSource
+
+    if options.path is not None:
+        return FileSource(options.path, AddressStore(state_dir), trust_domain=trust_domain)
+    from nodemesh.controller.apiclient import connect
+    from nodemesh.controller.sources.kube.source import KubeSource
+
+    api = await resources.enter_async_context(await connect(options.kubeconfig))
+    source = KubeSource(api, trust_domain)
+    await source.start()
+    return source

@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import socket
+import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from nodemesh.controller.sources.kube.reflector import Reflector
 from nodemesh.controller.sources.kube.resources import RESOURCES
 from nodemesh.controller.sources.kube.source import KubeSource
 from nodemesh.model import MeshModel
+from nodemesh.tools.sim.cluster import nodemesh_argv
 
 pytestmark = pytest.mark.slow
 
@@ -280,3 +285,35 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
             running.stop()
     assert caplog.text.count(f"TrafficPolicy {meshed}/bad: spec.loadBalancer") == 1  # once, not per rebuild
     assert f"TrafficPolicy {meshed}/bad is no longer left out" in caplog.text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_controller_serves_once_listed_and_stops_cleanly(control_plane, tmp_path):
+    """``nodemesh controller --kube --kubeconfig``, as a user runs it outside the cluster."""
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text("{}")
+    listen, metrics = free_port(), free_port()
+    log = tmp_path / "controller.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(nodemesh_argv(
+            "controller", "--kube", "--kubeconfig", str(control_plane.admin_kubeconfig),
+            "--state-dir", str(tmp_path / "state"), "--node-tokens", str(tokens),
+            "--listen", f"127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{metrics}"),
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        eventually(lambda: f"listening on 127.0.0.1:{listen}" in log.read_text(), FOLLOW, interval=0.1,
+                   what="the controller listening")
+        assert f"listed every resource from {control_plane.server}" in log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as response:
+            assert "nodemesh_controller_config_version 1.0" in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text and "Unclosed" not in text, text

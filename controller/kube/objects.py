@@ -58,6 +58,7 @@ AMBIENT = "ambient"
 FINISHED_PHASES = ("Succeeded", "Failed")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 HEADLESS = "None"  # spec.clusterIP of a headless Service
+EXTERNAL_NAME = "ExternalName"
 PENDING = "Pending"
 # spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
 PREFER_CLOSE = traffic.PREFER_CLOSE
@@ -146,6 +147,7 @@ class Service(Namespaced):
     cluster_ip: str | None
     prefer_close: bool = False  # spec.trafficDistribution: PreferClose
     headless: bool = False  # spec.clusterIP None: no virtual IP, so no mesh service
+    external_name: bool = False  # spec.type ExternalName: a DNS alias, no virtual IP either
     # "path: problem" of each port of another protocol than TCP, left out of ``ports`` (the
     # mesh carries TCP)
     other_protocols: tuple[str, ...] = ()
@@ -389,8 +391,9 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
     headless = cluster_ip == HEADLESS
     if headless:
         cluster_ip = None
+    external_name = spec.get("type") == EXTERNAL_NAME
     raw_ports = fields.items(spec.get("ports"), "spec.ports")
-    if not raw_ports:
+    if not raw_ports and not (headless or external_name):  # those need no ports
         fields.error("spec.ports", "required (at least one port)")
     other = {i: raw["protocol"] for i, raw in enumerate(raw_ports)
              if isinstance(raw, dict) and raw.get("protocol") not in (None, "TCP")}
@@ -407,6 +410,7 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
         cluster_ip=fields.ipv4(cluster_ip, "spec.clusterIP"),
         prefer_close=_traffic_distribution(spec, fields),
         headless=headless,
+        external_name=external_name,
         other_protocols=tuple(f"spec.ports[{i}].protocol: only TCP is supported, got {protocol!r}"
                               for i, protocol in other.items()),
     )
@@ -424,10 +428,13 @@ def _parse_node(doc: dict, fields: Fields) -> Node:
     name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "node name")
     spec = fields.mapping(doc.get("spec"), "spec")
     status = fields.mapping(doc.get("status"), "status")
-    internal = [fields.mapping(a, f"status.addresses[{i}]")
-                for i, a in enumerate(fields.items(status.get("addresses"), "status.addresses"))]
+    addresses = [fields.mapping(a, f"status.addresses[{i}]")
+                 for i, a in enumerate(fields.items(status.get("addresses"), "status.addresses"))]
+    # the first IPv4 InternalIP: a dual-stack node lists an IPv6 one as well, which the mesh
+    # (IPv4 only) does not use
     ip = next((fields.ipv4(a.get("address"), f"status.addresses[{i}].address")
-               for i, a in enumerate(internal) if a.get("type") == "InternalIP"), None)
+               for i, a in enumerate(addresses) if a.get("type") == "InternalIP"
+               and ":" not in str(a.get("address"))), None)
     return Node(name=name, labels=labels(meta, fields), ip=ip,
                 pod_cidr=fields.cidr(spec.get("podCIDR"), "spec.podCIDR"))
 
@@ -473,13 +480,16 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
 
 def _check_runnable_locally(objects: KubeObjects, errors: list[str]) -> None:
     """What the file source cannot do, that Kubernetes does: fill env vars from other fields,
-    give a headless Service its DNS records, carry other protocols than TCP (locally the mesh
+    give a headless or ExternalName Service its DNS records, carry other protocols than TCP (locally the mesh
     is the only network path of a Service); the Kubernetes source takes such objects as they are.
     """
     for svc in objects.services:
         if svc.headless:
             errors.append(f"Service {svc.ref}: spec.clusterIP: headless services (None) are not "
                           "supported; leave it out to get a virtual IP")
+        if svc.external_name:
+            errors.append(f"Service {svc.ref}: spec.type: ExternalName services are not supported "
+                          "(the mesh serves virtual IPs); leave it out")
         errors.extend(f"Service {svc.ref}: {problem}" for problem in svc.other_protocols)
     errors.extend(f"Pod {pod.ref}: {path}: not supported (give a value)"
                   for pod in objects.pods for c in pod.containers for path in c.env_value_from)

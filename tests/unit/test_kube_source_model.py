@@ -134,6 +134,20 @@ def test_headless_services_and_other_protocols_are_no_problem_in_kube_mode():
     assert [p.port for p in model.services["shop/kube-dns"].ports] == [53]
 
 
+def test_external_name_services_are_no_mesh_services():
+    alias = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "shop"},
+             "spec": {"type": "ExternalName", "externalName": "db.example.com"}}
+    model, left_out = model_of(MESHED, node("n1"), alias)
+    assert left_out == {} and model.services == {}
+
+
+def test_a_dual_stack_node_gives_its_ipv4_address():
+    dual = node("n1", "fd00::1")
+    dual["status"]["addresses"].append({"type": "InternalIP", "address": "172.30.0.9"})
+    model, _ = model_of(MESHED, dual)
+    assert model.nodes["n1"].ip == "172.30.0.9"
+
+
 def test_env_from_other_fields_is_kubernetes_business():
     env = [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     model, left_out = model_of(MESHED, node("n1"), pod("a", "10.10.1.10", env=env))

@@ -28,6 +28,8 @@ EXIT_INVALID_CONFIG = 2
 log = logging.getLogger("nodemesh.controller")
 
 if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
     from nodemesh.controller.ca.authority import Authority
     from nodemesh.controller.server import ModelSource
 
@@ -179,7 +181,12 @@ async def _run(sources: SourceOptions, state_dir: Path, listen: str, metrics_lis
     tokens = NodeTokens(node_tokens)
     authority = _authority(state_dir, ca)
     async with contextlib.AsyncExitStack() as resources:
-        source = await _source(sources, state_dir, trust_domain, resources)
+        api = None
+        if sources.kube:  # one client for every part that talks to the API server
+            from nodemesh.controller.apiclient import connect
+
+            api = await resources.enter_async_context(await connect(sources.kubeconfig))
+        source = await _source(sources, state_dir, trust_domain, api)
         running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -196,18 +203,17 @@ async def _run(sources: SourceOptions, state_dir: Path, listen: str, metrics_lis
 
 
 async def _source(options: SourceOptions, state_dir: Path, trust_domain: str,
-                  resources: contextlib.AsyncExitStack) -> "ModelSource":
-    """The file source, or the Kubernetes source once it listed everything (its API client
-    closed with ``resources``): no agent is ever served half a cluster."""
+                  api: "ApiClient | None") -> "ModelSource":
+    """The file source, or the Kubernetes source (``api`` given) once it listed everything: no
+    agent is ever served half a cluster."""
     from nodemesh.controller.sources.addresses import AddressStore
     from nodemesh.controller.sources.file import FileSource
 
     if options.path is not None:
         return FileSource(options.path, AddressStore(state_dir), trust_domain=trust_domain)
-    from nodemesh.controller.apiclient import connect
     from nodemesh.controller.sources.kube.source import KubeSource
 
-    api = await resources.enter_async_context(await connect(options.kubeconfig))
+    assert api is not None  # --kube
     source = KubeSource(api, trust_domain)
     await source.start()
     return source

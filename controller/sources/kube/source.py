@@ -47,15 +47,19 @@ class KubeSource:
         self._tasks: list[asyncio.Task[None]] = []
         self._model: MeshModel | None = None
         self._rejected: Counter[str] = Counter()
+        self._died: BaseException | None = None  # a watch task that ended: a bug
 
     async def start(self) -> None:
         """Watch every resource; return once each has been listed and the first model built."""
         self._tasks = [asyncio.create_task(watch.run(self.api, r, self._changer(r.resource.kind)),
                                            name=f"watch-{r.resource.plural}")
                        for r in self._reflectors]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
         while not all(r.synced for r in self._reflectors):
             self._wake.clear()
             await self._wake.wait()
+            self._raise_if_died()
         self._model = self._build()
         log.info("listed every resource from %s: %d workloads, %d services, %d nodes",
                  self.api.configuration.host, len(self._model.workloads),
@@ -73,6 +77,7 @@ class KubeSource:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                self._raise_if_died()
                 due = self._debounce.due()
                 self._wake.clear()
                 if due is None:
@@ -94,12 +99,23 @@ class KubeSource:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A watch runs until cancelled: one that ended otherwise is a bug, raised by the source."""
+        if not task.cancelled():
+            self._died = task.exception() or RuntimeError(f"{task.get_name()} ended")
+            self._wake.set()
+
+    def _raise_if_died(self) -> None:
+        if self._died is not None:
+            raise self._died
+
     def _changer(self, kind: str) -> Callable[[Changes], None]:
         def changed(changes: Changes) -> None:
             for key, obj in changes.items():
                 self._apply(kind, key, obj)
-            self._debounce.changed(asyncio.get_running_loop().time())
-            self._wake.set()  # also on an empty change: a reflector may have synced
+            if changes:  # a bookmark or an empty relist changes nothing to rebuild
+                self._debounce.changed(asyncio.get_running_loop().time())
+            self._wake.set()  # always: a reflector may have synced
         return changed
 
     def _apply(self, kind: str, key: str, obj: dict[str, Any] | None) -> None:

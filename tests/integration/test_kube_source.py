@@ -223,27 +223,33 @@ def test_a_compacted_etcd_gives_410_and_the_relist_sees_deletions_made_meanwhile
     assert "(410 Gone): listing again" in caplog.text
 
 
-POLICY_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "trafficpolicies.nodemesh.io"},
-    "spec": {"group": "nodemesh.io", "scope": "Namespaced",
-             "names": {"plural": "trafficpolicies", "singular": "trafficpolicy", "kind": "TrafficPolicy"},
-             # no schema to speak of: the API server takes bad objects, so the controller must judge
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
+def lax_crd(group: str, version: str, kind: str, plural: str) -> dict:
+    """A CRD with no schema to speak of: the API server takes bad objects, so the controller
+    must judge them (daemonset/'s CRDs would refuse most of them)."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                     "versions": [{"name": version, "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {
+                                       "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+POLICY_CRDS = (lax_crd("nodemesh.io", "v1alpha1", "TrafficPolicy", "trafficpolicies"),
+               lax_crd("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies"))
 
 
 @pytest.fixture
-def policy_crd(control_plane):
-    done = control_plane.kubectl("apply", "-f", "-", input=json.dumps(POLICY_CRD))
-    assert done.returncode == 0, done.stderr
-    established = control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                                        "crd/trafficpolicies.nodemesh.io")
-    assert established.returncode == 0, established.stderr
+def policy_crds(control_plane):
+    for crd in POLICY_CRDS:
+        done = control_plane.kubectl("apply", "-f", "-", input=json.dumps(crd))
+        assert done.returncode == 0, done.stderr
+        established = control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                            f"crd/{crd['metadata']['name']}")
+        assert established.returncode == 0, established.stderr
     yield
-    control_plane.kubectl("delete", "crd", "trafficpolicies.nodemesh.io", "--wait=false")
+    for crd in POLICY_CRDS:
+        control_plane.kubectl("delete", "crd", crd["metadata"]["name"], "--wait=false")
 
 
 def traffic_policy(namespace: str, name: str, target: str, load_balancer: str) -> dict:
@@ -252,12 +258,20 @@ def traffic_policy(namespace: str, name: str, target: str, load_balancer: str) -
             "spec": {"targetRefs": [{"kind": "Service", "name": target}], "loadBalancer": load_balancer}}
 
 
-def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, policy_crd, meshed, caplog):
+def authorization_policy(namespace: str, name: str, action: str) -> dict:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"action": action, "rules": [{"from": [{"source": {"namespaces": [namespace]}}]}]}}
+
+
+def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, policy_crds, meshed, caplog):
     for name in ("web", "db", "cache"):
         web_service(control_plane, meshed, name)
     create(control_plane, traffic_policy(meshed, "good", "web", "PowerOfTwoChoices"))
     create(control_plane, traffic_policy(meshed, "bad", "db", "Fastest"))
     create(control_plane, traffic_policy(meshed, "cache-1", "cache", "LeastConnections"))
+    create(control_plane, authorization_policy(meshed, "allow-own", "ALLOW"))
+    create(control_plane, authorization_policy(meshed, "maybe", "MAYBE"))
     with caplog.at_level(logging.INFO, logger="nodemesh.controller.sources.kube"):
         running = RunningSource(control_plane.admin_kubeconfig)
         try:
@@ -266,7 +280,9 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
             assert services[f"{meshed}/web"].traffic.load_balancer == "PowerOfTwoChoices"
             assert services[f"{meshed}/db"].traffic.load_balancer == "RoundRobin"  # its policy left out
             assert f"TrafficPolicy {meshed}/bad: spec.loadBalancer: 'Fastest' is not one of" in caplog.text
-            assert running.source.rejected() == {"TrafficPolicy": 1}  # the metric's count
+            assert f"AuthorizationPolicy {meshed}/maybe: spec.action: " in caplog.text
+            assert set(running.current().policies) == {f"{meshed}/allow-own"}
+            assert running.source.rejected() == {"TrafficPolicy": 1, "AuthorizationPolicy": 1}  # the metric
 
             # a second policy for one Service: the model is fine, the later one is left out
             create(control_plane, traffic_policy(meshed, "cache-2", "cache", "PowerOfTwoChoices"))
@@ -274,7 +290,7 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
                                f"{meshed}/cache is also the target of TrafficPolicy {meshed}/cache-1"
                                in caplog.text, FOLLOW, interval=0.1, what="the conflict reported")
             assert running.current().services[f"{meshed}/cache"].traffic.load_balancer == "LeastConnections"
-            assert running.source.rejected() == {"TrafficPolicy": 2}
+            assert running.source.rejected() == {"TrafficPolicy": 2, "AuthorizationPolicy": 1}
 
             # fixed: taken in
             fixed = traffic_policy(meshed, "bad", "db", "LeastConnections")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -27,7 +28,11 @@ EXIT_INVALID_CONFIG = 2
 log = logging.getLogger("nodemesh.controller")
 
 if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
     from nodemesh.controller.ca.authority import Authority
+    from nodemesh.controller.ca.secret import ObjectRef
+    from nodemesh.controller.nodeauth.auth import Authenticator
 
 
 class InvalidConfig(UserError):
@@ -79,6 +84,63 @@ class CaOptions:
                                    "controller makes its own root")
 
 
+NODE_AUTH = ("tokens", "tokenreview")
+AGENT_SERVICE_ACCOUNT = "nodemesh-agent"
+
+
+def _parse_ref(text: str | None) -> tuple[str, str] | None:
+    """``NAMESPACE/NAME`` -> (namespace, name), None when not given; ValueError in words."""
+    if text is None:
+        return None
+    namespace, sep, name = text.partition("/")
+    if not (sep and namespace and name) or "/" in name:
+        raise ValueError(f"{text!r} is not NAMESPACE/NAME (e.g. nodemesh-system/nodemesh-ca)")
+    return namespace, name
+
+
+@dataclass(frozen=True)
+class AuthOptions:
+    """How agents prove their node, and whether the CA lives in a Secret (docs/ca.md).
+
+    In Kubernetes mode (``kube``) agents are reviewed (TokenReview) and the CA is Secret
+    ``$POD_NAMESPACE/nodemesh-ca`` unless the flags say otherwise; else join tokens and the
+    state directory."""
+
+    node_auth: str | None  # one of NODE_AUTH; None: by mode
+    node_tokens: Path | None
+    ca_secret: tuple[str, str] | None
+    agent_service_account: tuple[str, str] | None
+    server_names: tuple[str, ...]
+
+    def mode(self, kube: bool) -> str:
+        return self.node_auth or ("tokenreview" if kube else "tokens")
+
+    def check(self, kube: bool, pod_namespace: str | None) -> None:
+        """Usage errors: each mode's flags, and a namespace for what defaults to the pod's."""
+        if self.mode(kube) == "tokens" and self.node_tokens is None:
+            raise click.UsageError("agents authenticate with join tokens: give --node-tokens FILE "
+                                   "(or --node-auth tokenreview in a cluster)")
+        if self.mode(kube) == "tokenreview" and self.node_tokens is not None:
+            raise click.UsageError("--node-tokens is for --node-auth tokens; with tokenreview "
+                                   "agents present their service-account tokens")
+        needs_namespace = ((self.mode(kube) == "tokenreview" and self.agent_service_account is None)
+                           or (kube and self.ca_secret is None))
+        if needs_namespace and not pod_namespace:
+            raise click.UsageError("POD_NAMESPACE is not set: run in the controller's pod (its "
+                                   "Deployment sets it), or give --agent-service-account and "
+                                   "--ca-secret NAMESPACE/NAME")
+
+    def agents(self, pod_namespace: str | None) -> tuple[str, str]:
+        return self.agent_service_account or (pod_namespace or "", AGENT_SERVICE_ACCOUNT)
+
+    def secret(self, kube: bool, pod_namespace: str | None) -> "ObjectRef | None":
+        from nodemesh.controller.ca.secret import SECRET_NAME, ObjectRef
+
+        if self.ca_secret is not None:
+            return ObjectRef(*self.ca_secret)
+        return ObjectRef(pod_namespace or "", SECRET_NAME) if kube else None
+
+
 @click.command()
 @click.option("--file", "path", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Kubernetes YAML (Namespace, Pod, Service); reloaded when it changes.")
@@ -91,9 +153,22 @@ class CaOptions:
 @click.option("--metrics-listen", metavar="HOST:PORT", default=DEFAULT_METRICS_LISTEN,
               show_default=True, callback=checked_by(_check_metrics_listen),
               help="HOST:PORT for Prometheus: http://HOST:PORT/metrics (port 0: any free port).")
-@click.option("--node-tokens", required=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--node-tokens", type=click.Path(path_type=Path, dir_okay=False),
               help='JSON {"<node>": "<sha256 hex of its join token>"}: the agents allowed in; '
-                   "reloaded when it changes.")
+                   "reloaded when it changes (--node-auth tokens).")
+@click.option("--node-auth", type=click.Choice(NODE_AUTH), show_default="tokenreview with --kube, else tokens",
+              help="How agents prove their node: join tokens (--node-tokens), or their projected "
+                   "service-account token reviewed by the API server (TokenReview).")
+@click.option("--agent-service-account", metavar="NAMESPACE/NAME", callback=parsed_by(_parse_ref),
+              show_default=f"$POD_NAMESPACE/{AGENT_SERVICE_ACCOUNT}",
+              help="The agents' service account (--node-auth tokenreview).")
+@click.option("--ca-secret", metavar="NAMESPACE/NAME", callback=parsed_by(_parse_ref),
+              show_default="$POD_NAMESPACE/nodemesh-ca with --kube",
+              help="Keep the CA in this Secret (made on first start) instead of --state-dir/ca, and "
+                   "publish its roots in ConfigMap NAMESPACE/nodemesh-ca-root.")
+@click.option("--server-name", "server_names", multiple=True, metavar="DNS",
+              help="Another name for the controller's TLS certificate (repeatable): what agents "
+                   "verify with --controller-name.")
 @click.option("--trust-domain", default="cluster.local", show_default=True,
               callback=_check_trust_domain,
               help="Trust domain of workload identities: spiffe://<it>/ns/<ns>/sa/<sa>.")
@@ -111,7 +186,9 @@ class CaOptions:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
                                                case_sensitive=False),
               default="info", show_default=True)
-def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
+def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path | None,
+               node_auth: str | None, agent_service_account: tuple[str, str] | None,
+               ca_secret: tuple[str, str] | None, server_names: tuple[str, ...],
                trust_domain: str, cert_lifetime: dt.timedelta, ca_cert: Path | None,
                ca_key: Path | None, ca_bundle: Path | None, extra_trust_bundle: Path | None,
                log_level: str) -> None:
@@ -119,13 +196,15 @@ def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, no
     certificates, over TLS, for agents with a node token."""
     ca = CaOptions(ca_cert, ca_key, ca_bundle, extra_trust_bundle, cert_lifetime)
     ca.check()
+    auth = AuthOptions(node_auth, node_tokens, ca_secret, agent_service_account, server_names)
+    auth.check(kube=False, pod_namespace=os.environ.get("POD_NAMESPACE"))
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from nodemesh.controller.problems import Problems
 
     # Other refusals (ListenError, CaError, TokenFileError) are UserErrors as they are.
     try:
-        asyncio.run(_run(path, state_dir, listen, metrics_listen, node_tokens, trust_domain, ca))
+        asyncio.run(_run(path, state_dir, listen, metrics_listen, auth, trust_domain, ca))
     except Problems as exc:
         raise InvalidConfig(f"cannot start, {len(exc.errors)} problem(s):\n  "
                             + "\n  ".join(exc.errors)) from None
@@ -134,27 +213,57 @@ def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, no
                         f"{exc.strerror or exc}; choose a writable --state-dir") from None
 
 
-def _authority(state_dir: Path, ca: CaOptions) -> "Authority":
+async def _authority(state_dir: Path, ca: CaOptions, secret: "ObjectRef | None",
+                     api: "ApiClient | None") -> "Authority":
+    """The CA: the user's files, else Secret ``secret`` (its roots then published for agents),
+    else the root in the state directory."""
     from nodemesh.controller.ca import store
 
     extra = store.read_certs(ca.extra_trust_bundle, "--extra-trust-bundle") if ca.extra_trust_bundle else []
     if ca.cert and ca.key and ca.bundle:
         return store.user_supplied(ca.cert, ca.key, ca.bundle, extra)
-    return store.self_signed(state_dir, extra)
+    if secret is None:
+        return store.self_signed(state_dir, extra)
+    from nodemesh.controller.ca.secret import ROOT_CONFIGMAP, ObjectRef, load_authority, publish_roots
+
+    assert api is not None
+    authority = await load_authority(api, secret, extra)
+    await publish_roots(api, ObjectRef(secret.namespace, ROOT_CONFIGMAP), authority.bundle_pem)
+    return authority
 
 
-async def _run(path: Path, state_dir: Path, listen: str, metrics_listen: str, node_tokens: Path,
-               trust_domain: str, ca: CaOptions) -> None:
+def _authenticator(auth: AuthOptions, kube: bool, api: "ApiClient | None") -> "Authenticator":
+    if auth.mode(kube) == "tokens":
+        from nodemesh.controller.nodeauth.auth import JoinTokens
+        from nodemesh.controller.nodeauth.tokens import NodeTokens
+
+        assert auth.node_tokens is not None  # AuthOptions.check
+        return JoinTokens(NodeTokens(auth.node_tokens))
+    from nodemesh.controller.nodeauth.tokenreview import Expected, TokenReviews
+
+    assert api is not None
+    return TokenReviews(api, Expected(*auth.agents(os.environ.get("POD_NAMESPACE"))))
+
+
+async def _run(path: Path, state_dir: Path, listen: str, metrics_listen: str, auth: AuthOptions,
+               trust_domain: str, ca: CaOptions, kube: bool = False,
+               kubeconfig: Path | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then close the streams and return (exit 0)."""
-    from nodemesh.controller.nodeauth.tokens import NodeTokens
     from nodemesh.controller.server import serve
     from nodemesh.controller.sources.addresses import AddressStore
     from nodemesh.controller.sources.file import FileSource
 
-    tokens = NodeTokens(node_tokens)
-    authority = _authority(state_dir, ca)
+    secret = auth.secret(kube, os.environ.get("POD_NAMESPACE"))
+    api = None
+    if auth.mode(kube) == "tokenreview" or secret is not None:
+        from nodemesh.controller.apiclient import connect
+
+        api = await connect(kubeconfig)
+    authenticator = _authenticator(auth, kube, api)
+    authority = await _authority(state_dir, ca, secret, api)
     source = FileSource(path, AddressStore(state_dir), trust_domain=trust_domain)
-    running = await serve(source, listen, authority, tokens, ca.lifetime, metrics_listen)
+    running = await serve(source, listen, authority, authenticator, ca.lifetime, metrics_listen,
+                          auth.server_names)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -164,6 +273,8 @@ async def _run(path: Path, state_dir: Path, listen: str, metrics_listen: str, no
     log.info("stopping")
     stopping.cancel()
     await running.stop()
+    if api is not None:
+        await api.close()
     if running.watcher in done:
         running.watcher.result()  # the source gave up on its own: a bug, let it surface
     log.info("stopped")

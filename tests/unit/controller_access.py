@@ -11,6 +11,7 @@ import grpc
 
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.store import self_signed
+from nodemesh.controller.nodeauth.auth import Authenticator, JoinTokens
 from nodemesh.controller.nodeauth.tokens import NodeTokens, token_hash
 from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.controller.sources.file import FileSource
@@ -45,15 +46,19 @@ class ControllerUnderTest:
 
 async def start_controller(tmp_path: Path, text: str,
                            lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME,
-                           authority: Authority | None = None, port: int = 0) -> ControllerUnderTest:
+                           authority: Authority | None = None, port: int = 0,
+                           authenticator: Authenticator | None = None,
+                           extra_names: tuple[str, ...] = ()) -> ControllerUnderTest:
     """A controller on 127.0.0.1:``port`` signing with ``authority`` (by default a root of its
-    own in tmp_path/state); ``root_pem`` is the trust bundle it hands out."""
+    own in tmp_path/state) for the nodes ``authenticator`` tells (by default TOKENS' join
+    tokens); ``root_pem`` is the trust bundle it hands out."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(text)
     state = tmp_path / "state"
     authority = authority or self_signed(state)
     source = FileSource(cluster, AddressStore(state), poll_interval=0.05)
-    running = await serve(source, f"127.0.0.1:{port}", authority,
-                          NodeTokens(write_node_tokens(tmp_path / "tokens.json")), lifetime)
+    authenticator = authenticator or JoinTokens(NodeTokens(write_node_tokens(tmp_path / "tokens.json")))
+    running = await serve(source, f"127.0.0.1:{port}", authority, authenticator, lifetime,
+                          extra_names=extra_names)
     return ControllerUnderTest(running, cluster, authority.bundle_pem)

@@ -45,7 +45,7 @@ def workload(controller: ControllerUnderTest, name: str) -> Workload:
 
 
 def access(controller: ControllerUnderTest, token: str) -> ControllerAccess:
-    return ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem, token)
+    return ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem, lambda: token)
 
 
 def ca_client(controller: ControllerUnderTest, token: str) -> CaClient:
@@ -204,7 +204,7 @@ def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
         async def apply(update: pb.ConfigUpdate) -> str | None:
             return None
 
-        agent = ControllerAccess(target, old.bundle_pem, TOKENS["n1"])
+        agent = ControllerAccess(target, old.bundle_pem, lambda: TOKENS["n1"])
         client = ConfigClient(agent, "n1", apply, asyncio.get_running_loop())
         client.start()
         try:
@@ -218,7 +218,7 @@ def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
                 chain = await sign(CaClient(agent), workload(second, "web"))
                 assert verified_path(chain, step2.bundle_pem)[-1] == new.root
                 with pytest.raises(CaUnavailable):
-                    await sign(CaClient(ControllerAccess(target, old.bundle_pem, TOKENS["n1"])),
+                    await sign(CaClient(ControllerAccess(target, old.bundle_pem, lambda: TOKENS["n1"])),
                                workload(second, "web"))
             finally:
                 await second.running.stop(grace=0)
@@ -244,5 +244,6 @@ def test_agent_credentials_are_checked_at_start(tmp_path):
     token.chmod(0o640)
     with pytest.raises(CredentialsError, match=f"--token-file {token} has mode 0640: .* chmod 600 {token}"):
         read_credentials(root, token)
-    token.chmod(0o600)
-    assert read_credentials(root, token) == (root.read_bytes(), "abc")
+    token.chmod(0o400)  # a projected token's mode (the DaemonSet's defaultMode)
+    root_pem, token_file = read_credentials(root, token)
+    assert (root_pem, token_file()) == (root.read_bytes(), "abc")

@@ -139,24 +139,31 @@ async def _read_secret(core: client.CoreV1Api, where: ObjectRef) -> dict[str, st
     return secret.data or {}
 
 
+async def create_secret(api: client.ApiClient, where: ObjectRef,
+                        data: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """Create Secret ``where`` holding ``data``: (``data``, True); or, if it exists already
+    (another replica won the race to make it), (its data, False), so that both sign alike."""
+    core = client.CoreV1Api(api)
+    try:
+        await core.create_namespaced_secret(where.namespace, secret_body(where, data))
+        return data, True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _api_error(exc, "create Secret", str(where)) from None
+    theirs = await _read_secret(core, where)
+    if theirs is None:
+        raise CaError(f"Secret {where} was created and deleted at once by someone else; start the "
+                      "controller again")
+    return theirs, False
+
+
 async def load_authority(api: client.ApiClient, where: ObjectRef,
                          extra_roots: Sequence[x509.Certificate] = ()) -> Authority:
     """The CA of Secret ``where``, which is made (a new root) if it does not exist yet."""
-    core = client.CoreV1Api(api)
-    data = await _read_secret(core, where)
+    data = await _read_secret(client.CoreV1Api(api), where)
     made = False
     if data is None:
-        data = new_root_data()
-        try:
-            await core.create_namespaced_secret(where.namespace, secret_body(where, data))
-            made = True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise _api_error(exc, "create Secret", str(where)) from None
-            data = await _read_secret(core, where)  # another replica made it first: use theirs
-            if data is None:
-                raise CaError(f"Secret {where} was created and deleted at once by someone else; "
-                              "start the controller again") from None
+        data, made = await create_secret(api, where, new_root_data())
     authority = authority_from(data, extra_roots, where)
     log.info("CA %s Secret %s: signing with %s (valid until %s), trust bundle of %d root(s)",
              "created in" if made else "loaded from", where, authority.cert.subject.rfc4514_string(),

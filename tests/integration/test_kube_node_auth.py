@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import grpc
 import pytest
@@ -54,7 +53,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(control_plane: LocalControlPlane, kube_namespace: str) -> Cluster:
+def cluster(control_plane: LocalControlPlane, kube_namespace: str) -> Iterator[Cluster]:
     """Two Nodes; in the namespace the agents' service account and another, and on node A a pod
     of each, on node B an agent pod."""
     ns = kube_namespace

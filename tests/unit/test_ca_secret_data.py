@@ -39,7 +39,7 @@ def test_a_new_root_is_the_signer_and_the_bundle():
     assert verified_path(chain, authority.bundle_pem)[-1] == root
 
 
-def test_the_objects_are_labelled_and_named(tmp_path):
+def test_the_objects_are_labelled_and_named():
     secret = secret_body(WHERE, {"k": "v"})
     assert (secret.metadata.namespace, secret.metadata.name, secret.type) == (
         "nodemesh-system", "nodemesh-ca", "Opaque")

@@ -23,10 +23,9 @@ from nodemesh.controller.ca.secret import (CA_KEY, ROOT_CERT, ObjectRef, create_
 from nodemesh.controller.ca.store import CaError
 from nodemesh.controller.nodeauth.auth import AuthFailure, Unauthenticated
 from nodemesh.controller.nodeauth.tokenreview import Expected, TokenReviews
-from nodemesh.identity import Identity, certificate_request, new_key
 from nodemesh.tools.kube.controlplane import LocalControlPlane
 
-from controller_access import start_controller
+from controller_access import sign, start_controller
 from kubeapi import create, kubectl_json, pod_manifest, register_node, unique_name
 
 pytestmark = pytest.mark.slow
@@ -207,27 +206,24 @@ def test_an_agent_signs_for_its_own_nodes_pods_with_its_projected_token(cluster,
             tmp_path / "controller", shop, authenticator=TokenReviews(api, Expected(cluster.namespace, AGENT_SA)))
         try:
             (root := tmp_path / "root.pem").write_bytes(controller.root_pem)
-            workloads = {w.name: w for w in controller.running.feed.current.model.workloads.values()}
 
-            async def sign(pod: str, node: str, workload: str) -> bytes:
+            def agent(pod: str, node: str) -> CaClient:
                 _, token = read_credentials(root, token_file(pod))
-                access = ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem,
-                                          token, node)
-                w = workloads[workload]
-                csr = certificate_request(new_key(), Identity.parse(w.identity))
-                return await asyncio.to_thread(CaClient(access).sign, w.uid, csr, 10.0)
+                return CaClient(ControllerAccess(f"127.0.0.1:{controller.running.port}",
+                                                 controller.root_pem, token, node))
 
-            assert await sign("agent-a", cluster.node_a, "web")
-            assert await sign("agent-b", cluster.node_b, "db")
+            web, db = controller.workload("web"), controller.workload("db")
+            assert await sign(agent("agent-a", cluster.node_a), web, 10.0)
+            assert await sign(agent("agent-b", cluster.node_b), db, 10.0)
             with pytest.raises(SignRefused, match=f"runs on node {cluster.node_b}, not on node "
                                                   f"{cluster.node_a}") as info:
-                await sign("agent-a", cluster.node_a, "db")  # node A's agent, node B's pod
+                await sign(agent("agent-a", cluster.node_a), db, 10.0)  # node A's agent, node B's pod
             assert info.value.code is grpc.StatusCode.PERMISSION_DENIED
             with pytest.raises(SignRefused, match="belongs to the agent on node") as info:
-                await sign("agent-a", cluster.node_b, "db")  # node A's token claiming node B
+                await sign(agent("agent-a", cluster.node_b), db, 10.0)  # node A's token claiming B
             assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
             with pytest.raises(SignRefused, match="not to the agents' service account") as info:
-                await sign("other-a", cluster.node_a, "web")
+                await sign(agent("other-a", cluster.node_a), web, 10.0)
             assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
         finally:
             await controller.running.stop(grace=0)

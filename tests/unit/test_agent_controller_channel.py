@@ -15,10 +15,8 @@ from nodemesh.agent.controlplane.ca_client import CaClient, CaUnavailable, SignR
 from nodemesh.agent.controlplane.channel import NODE_HEADER, ControllerAccess, read_credentials
 from nodemesh.controller.nodeauth.auth import JoinTokens, Metadata
 from nodemesh.controller.nodeauth.tokens import NodeTokens
-from nodemesh.identity import Identity, certificate_request, new_key
-from nodemesh.model import Workload
 
-from controller_access import TOKENS, ControllerUnderTest, start_controller, write_node_tokens
+from controller_access import TOKENS, ControllerUnderTest, sign, start_controller, write_node_tokens
 from shop import CLUSTER
 
 SERVICE_NAME = "nodemesh-controller.nodemesh-system.svc"
@@ -49,16 +47,6 @@ def run(test, tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout=20))
 
 
-def workload(controller: ControllerUnderTest, name: str) -> Workload:
-    (found,) = [w for w in controller.running.feed.current.model.workloads.values() if w.name == name]
-    return found
-
-
-async def sign(client: CaClient, w: Workload) -> bytes:
-    csr = certificate_request(new_key(), Identity.parse(w.identity))
-    return await asyncio.to_thread(client.sign, w.uid, csr, 5.0)
-
-
 def write_token(path: Path, token: str) -> None:
     """As the kubelet does: a new file moved over the old one, mode 0400."""
     fresh = path.with_suffix(".new")
@@ -71,7 +59,7 @@ def test_the_controller_name_is_verified_instead_of_the_address_dialled(tmp_path
     async def test(controller: ControllerUnderTest, recording: Recording) -> None:
         # "localhost" is not in the certificate (127.0.0.1 and the service name are)
         target = f"localhost:{controller.running.port}"
-        web = workload(controller, "web")
+        web = controller.workload("web")
         named = ControllerAccess(target, controller.root_pem, lambda: TOKENS["n1"], "n1", SERVICE_NAME)
         assert await sign(CaClient(named), web)
         for name in (None, "nodemesh-controller.elsewhere.svc"):
@@ -94,7 +82,7 @@ def test_the_token_file_is_read_again_for_each_channel(tmp_path):
         _, token = read_credentials(root, token_path)  # mode 0400 is private enough
         access = ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem,
                                   token, "n1")
-        web, db = workload(controller, "web"), workload(controller, "db")
+        web, db = controller.workload("web"), controller.workload("db")
         assert await sign(CaClient(access), web)
         write_token(token_path, TOKENS["n2"])  # rotated (here: to another node's, to tell them apart)
         with pytest.raises(SignRefused, match="runs on node n1, not on node n2"):

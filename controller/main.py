@@ -1,6 +1,6 @@
 """``nodemesh controller``: build the mesh model from a file, stream it to the agents and be
-their certificate authority, over TLS, for agents that present a node token; and tell
-Prometheus how that goes."""
+their certificate authority, over TLS, for agents that prove their node (a join token, or a
+service-account token the API server reviews); and tell Prometheus how that goes."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def controller(path: Path, state_dir: Path, listen: str, metrics_listen: str, no
                ca_key: Path | None, ca_bundle: Path | None, extra_trust_bundle: Path | None,
                log_level: str) -> None:
     """Build the mesh model from FILE, stream it to the node agents and sign their workloads'
-    certificates, over TLS, for agents with a node token."""
+    certificates, over TLS, for agents that prove their node (--node-auth)."""
     ca = CaOptions(ca_cert, ca_key, ca_bundle, extra_trust_bundle, cert_lifetime)
     ca.check()
     auth = AuthOptions(node_auth, node_tokens, ca_secret, agent_service_account, server_names)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,7 @@ from nodemesh.controller.apiclient import connect
 from nodemesh.controller.ca.secret import (CA_KEY, ROOT_CERT, ObjectRef, create_secret,
                                            load_authority, new_root_data, publish_roots)
 from nodemesh.controller.ca.store import CaError
-from nodemesh.controller.nodeauth.auth import AuthFailure, Unauthenticated
+from nodemesh.controller.nodeauth.auth import AuthFailure, CannotAuthenticate, Unauthenticated
 from nodemesh.controller.nodeauth.tokenreview import Expected, TokenReviews
 from nodemesh.tools.kube.controlplane import LocalControlPlane
 
@@ -102,6 +103,51 @@ def test_only_the_agents_own_token_for_its_own_node_is_accepted(cluster):
             with pytest.raises(Unauthenticated) as info:
                 await elsewhere.caller_node(call(agent_a, cluster.node_a))
             assert info.value.reason is AuthFailure.WRONG_SERVICE_ACCOUNT
+        finally:
+            await api.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_deleted_agent_pods_token_is_refused(cluster):
+    """Bound tokens die with their pod: a new review (a new controller, no cache) refuses it."""
+    token = cluster.token("agent-b")
+    done = cluster.cp.kubectl("delete", "pod", "agent-b", "-n", cluster.namespace, "--grace-period=0",
+                              "--force")
+    assert done.returncode == 0, done.stderr
+
+    async def scenario() -> None:
+        api = await connect(cluster.cp.admin_kubeconfig)
+        try:
+            with pytest.raises(Unauthenticated, match="does not accept this token") as info:
+                await TokenReviews(api, Expected(cluster.namespace, AGENT_SA)).caller_node(
+                    call(token, cluster.node_b))
+            assert info.value.reason is AuthFailure.BAD_TOKEN
+        finally:
+            await api.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_controller_without_its_permissions_is_told_which_it_lacks(control_plane, kube_namespace):
+    """A user RBAC grants nothing: the review fails UNAVAILABLE (the agent retries, its token is
+    not at fault), and the Secret cannot be read; both say what to grant."""
+    nobody = control_plane.kubeconfig_for(control_plane.pki.issue_client(
+        unique_name("nobody"), "nodemesh-test-nobody"))
+
+    async def scenario() -> None:
+        api = await connect(nobody)
+        try:
+            with pytest.raises(CannotAuthenticate, match=re.escape(
+                    "refused the controller's TokenReview: 403 Forbidden (grant the controller's "
+                    "service account `create` on tokenreviews.authentication.k8s.io)")) as info:
+                await TokenReviews(api, Expected(kube_namespace, AGENT_SA)).caller_node(
+                    call("some-token", "node-a"))
+            assert info.value.code is grpc.StatusCode.UNAVAILABLE
+            with pytest.raises(CaError, match=f"cannot read Secret {kube_namespace}/nodemesh-ca: the API "
+                               f"server answered 403 Forbidden; grant the controller's service account "
+                               f"get and create on secrets and configmaps in namespace {kube_namespace}"):
+                await load_authority(api, ObjectRef(kube_namespace, "nodemesh-ca"))
         finally:
             await api.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nodemesh.errors import UserError
 
-ETCD = Path("/usr/bin/etcd")
+ETCD_BINARY = Path("/usr/bin/etcd")
 KUBECTL = Path("/usr/bin/kubectl")
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 _GO_MOD = Path(__file__).resolve().parents[2] / "scripts" / "kube" / "go.mod"
@@ -40,7 +40,7 @@ def bin_dir() -> Path:
     """The folder of the built binaries, as scripts/kube/build.sh computes it; KubeError if incomplete."""
     folder = Path(os.environ.get("NODEMESH_CACHE", "/var/cache/nodemesh")) / "kube" / release() / "bin"
     missing = [c for c in COMPONENTS if not os.access(folder / c, os.X_OK)]
-    missing += [str(p) for p in (ETCD, KUBECTL) if not os.access(p, os.X_OK)]
+    missing += [str(p) for p in (ETCD_BINARY, KUBECTL) if not os.access(p, os.X_OK)]
     if missing:
         raise KubeError(f"Kubernetes binaries missing ({', '.join(missing)} in {folder}): {_SETUP}")
     return folder

@@ -19,12 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodemesh.tools.kube import pki
-from nodemesh.tools.kube.binaries import ETCD
+from nodemesh.tools.kube.binaries import ETCD_BINARY
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
+
+# the components, by the names their logs and records use
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+CONTROLLER_MANAGER = pki.CONTROLLER_MANAGER
+SCHEDULER = pki.SCHEDULER
 
 SERVICE_CIDR = "10.96.0.0/16"
 CLUSTER_CIDR = "10.10.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+# kube-proxy's health and metrics, on the node's own loopback (its namespace's)
+PROXY_HEALTHZ_PORT = 10256
+PROXY_METRICS_PORT = 10249
 # every component runs with the same verbosity; 2 keeps the logs short and still says why it failed
 VERBOSITY = "--v=2"
 
@@ -35,13 +44,16 @@ class Layout:
 
     root: Path
     bin: Path
-    apiserver_ip: str  # bind and advertise address of the API server
+    apiserver_ip: str  # the API server's advertised address (the `kubernetes` Service's endpoint)
     apiserver_port: int
     etcd_client_port: int
     etcd_peer_port: int
     controller_manager_port: int  # secure port (healthz)
     scheduler_port: int
     etcd_ip: str = "127.0.0.1"
+    # where the API server listens: its address alone by default; the sim's listens on every
+    # address of its namespace, so that a forward into the namespace's loopback reaches it too
+    apiserver_bind: str | None = None
 
     @property
     def server(self) -> str:
@@ -75,7 +87,7 @@ def prepare(layout: Layout, extra_apiserver_ips: tuple[str, ...] = ()) -> pki.Cl
 
 def etcd_argv(layout: Layout) -> list[str]:
     peer = f"http://{layout.etcd_ip}:{layout.etcd_peer_port}"
-    return [str(ETCD), "--name=nodemesh", f"--data-dir={layout.root / 'etcd'}",
+    return [str(ETCD_BINARY), "--name=nodemesh", f"--data-dir={layout.root / 'etcd'}",
             f"--listen-client-urls={layout.etcd_url}", f"--advertise-client-urls={layout.etcd_url}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=nodemesh={peer}", "--initial-cluster-state=new",
@@ -84,9 +96,10 @@ def etcd_argv(layout: Layout) -> list[str]:
 
 def apiserver_argv(layout: Layout) -> list[str]:
     d = layout.pki_dir
-    return [str(layout.bin / "kube-apiserver"),
+    return [str(layout.bin / APISERVER),
             f"--etcd-servers={layout.etcd_url}",
-            f"--bind-address={layout.apiserver_ip}", f"--advertise-address={layout.apiserver_ip}",
+            f"--bind-address={layout.apiserver_bind or layout.apiserver_ip}",
+            f"--advertise-address={layout.apiserver_ip}",
             f"--secure-port={layout.apiserver_port}",
             f"--cert-dir={layout.root / 'apiserver-certs'}",
             f"--tls-cert-file={d / 'apiserver.crt'}", f"--tls-private-key-file={d / 'apiserver.key'}",
@@ -118,7 +131,7 @@ def _controller(layout: Layout, binary: str, component: str, port: int) -> list[
 
 def controller_manager_argv(layout: Layout) -> list[str]:
     d = layout.pki_dir
-    return [*_controller(layout, "kube-controller-manager", pki.CONTROLLER_MANAGER, layout.controller_manager_port),
+    return [*_controller(layout, CONTROLLER_MANAGER, pki.CONTROLLER_MANAGER, layout.controller_manager_port),
             "--controllers=*", "--use-service-account-credentials",
             f"--service-account-private-key-file={d / 'sa.key'}",
             f"--root-ca-file={d / 'ca.crt'}",
@@ -127,4 +140,23 @@ def controller_manager_argv(layout: Layout) -> list[str]:
 
 
 def scheduler_argv(layout: Layout) -> list[str]:
-    return _controller(layout, "kube-scheduler", pki.SCHEDULER, layout.scheduler_port)
+    return _controller(layout, SCHEDULER, pki.SCHEDULER, layout.scheduler_port)
+
+
+def kube_proxy_argv(bin: Path, kubeconfig: Path, node: str) -> list[str]:
+    """kube-proxy for ``node`` in iptables mode, in the node's network namespace.
+
+    It must change nothing outside that namespace: the conntrack table size and the TCP
+    timeouts it would otherwise set are the host's (``nf_conntrack_max`` and the module's
+    hashsize are global; 0 means "leave as is"), and its health and metrics listen on the
+    node's loopback, where nothing of another node collides with them.
+    """
+    return [str(bin / "kube-proxy"), f"--kubeconfig={kubeconfig}", f"--hostname-override={node}",
+            "--proxy-mode=iptables", "--detect-local-mode=ClusterCIDR", f"--cluster-cidr={CLUSTER_CIDR}",
+            # NodePorts on the node's own IP only: on loopback they would need route_localnet
+            "--nodeport-addresses=primary",
+            "--conntrack-max-per-core=0",
+            "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
+            f"--healthz-bind-address=127.0.0.1:{PROXY_HEALTHZ_PORT}",
+            f"--metrics-bind-address=127.0.0.1:{PROXY_METRICS_PORT}",
+            "--profiling=false", VERBOSITY]

@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import ssl
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -23,15 +21,13 @@ from nodemesh.tools.bench.procstat import rss_mb
 from nodemesh.tools.kube import pki
 from nodemesh.tools.kube.binaries import KUBECTL, KubeError, bin_dir
 from nodemesh.tools.kube.children import Child
-from nodemesh.tools.kube.components import (Layout, apiserver_argv, controller_manager_argv, etcd_argv,
-                                            prepare, scheduler_argv)
+from nodemesh.tools.kube.components import (APISERVER, CONTROLLER_MANAGER, ETCD, SCHEDULER, Layout,
+                                            apiserver_argv, controller_manager_argv, etcd_argv, prepare,
+                                            scheduler_argv)
+from nodemesh.tools.kube.health import apiserver_ready, etcd_healthy, healthz
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
 
 START_TIMEOUT = 120.0  # the API server is ready in ~20 s alone; a loaded 2-core host needs more
-ETCD = "etcd"
-APISERVER = "kube-apiserver"
-CONTROLLER_MANAGER = "kube-controller-manager"
-SCHEDULER = "kube-scheduler"
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -48,30 +44,11 @@ def local_layout(root: Path) -> Layout:
                   controller_manager_port=free_port(), scheduler_port=free_port())
 
 
-def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, context=context, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return 0, str(e).encode()
-
-
 def _post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
-
-
-def _unverified() -> ssl.SSLContext:
-    """For the health of the controller manager and scheduler, which serve self-signed certificates:
-    the question is only whether they are up."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class LocalControlPlane:
@@ -180,18 +157,10 @@ class LocalControlPlane:
             time.sleep(0.2)
 
     def _etcd_ready(self) -> bool:
-        status, body = _get(f"{self.layout.etcd_url}/health")
-        return status == 200 and json.loads(body).get("health") == "true"
+        return etcd_healthy(self.layout.etcd_url)
 
     def _apiserver_ready(self) -> bool:
-        context = ssl.create_default_context(cafile=str(self.pki.ca_cert_path))
-        admin = self.pki.client(pki.ADMIN)
-        context.load_cert_chain(admin.cert, admin.key)
-        status, body = _get(f"{self.server}/readyz", context)
-        return status == 200 and body == b"ok"
+        return apiserver_ready(self.server, self.pki)
 
     def _healthz(self, port: int) -> Callable[[], bool]:
-        def ready() -> bool:
-            status, body = _get(f"https://{self.layout.apiserver_ip}:{port}/healthz", _unverified())
-            return status == 200 and body == b"ok"
-        return ready
+        return lambda: healthz(self.layout.apiserver_ip, port)

@@ -19,11 +19,15 @@ API has it); ``load_authority`` and ``publish_roots`` are the IO.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+import aiohttp
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -128,6 +132,17 @@ def _api_error(exc: ApiException, doing: str, where: str) -> CaError:
     return CaError(f"cannot {doing} {where}: the API server answered {exc.status} {exc.reason}; {hint}")
 
 
+@contextlib.contextmanager
+def _reaching(doing: str, where: ObjectRef) -> Iterator[None]:
+    """An API server that does not answer is a CaError too: the controller cannot start without
+    its CA, so it exits (its pod restarts, with the kubelet's backoff) rather than hang."""
+    try:
+        yield
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise CaError(f"cannot {doing} {where}: the Kubernetes API server does not answer "
+                      f"({exc or type(exc).__name__})") from None
+
+
 async def _read_secret(core: client.CoreV1Api, where: ObjectRef) -> dict[str, str] | None:
     """The Secret's data, None if there is no such Secret."""
     try:
@@ -160,10 +175,11 @@ async def create_secret(api: client.ApiClient, where: ObjectRef,
 async def load_authority(api: client.ApiClient, where: ObjectRef,
                          extra_roots: Sequence[x509.Certificate] = ()) -> Authority:
     """The CA of Secret ``where``, which is made (a new root) if it does not exist yet."""
-    data = await _read_secret(client.CoreV1Api(api), where)
-    made = False
-    if data is None:
-        data, made = await create_secret(api, where, new_root_data())
+    with _reaching("read Secret", where):
+        data = await _read_secret(client.CoreV1Api(api), where)
+        made = False
+        if data is None:
+            data, made = await create_secret(api, where, new_root_data())
     authority = authority_from(data, extra_roots, where)
     log.info("CA %s Secret %s: signing with %s (valid until %s), trust bundle of %d root(s)",
              "created in" if made else "loaded from", where, authority.cert.subject.rfc4514_string(),
@@ -177,6 +193,13 @@ async def publish_roots(api: client.ApiClient, where: ObjectRef, bundle_pem: byt
     core = client.CoreV1Api(api)
     body = roots_configmap(where, bundle_pem)
     patch: dict[str, Any] = {"metadata": {"labels": LABELS}, "data": body.data}
+    with _reaching("update ConfigMap", where):
+        await _patch_or_create(core, where, body, patch)
+    log.info("trust bundle published in ConfigMap %s (%s)", where, ROOT_CERT)
+
+
+async def _patch_or_create(core: client.CoreV1Api, where: ObjectRef, body: client.V1ConfigMap,
+                           patch: dict[str, Any]) -> None:
     try:
         await core.patch_namespaced_config_map(where.name, where.namespace, patch)
     except ApiException as exc:
@@ -188,4 +211,3 @@ async def publish_roots(api: client.ApiClient, where: ObjectRef, bundle_pem: byt
             if exc2.status != 409:
                 raise _api_error(exc2, "create ConfigMap", str(where)) from None
             await core.patch_namespaced_config_map(where.name, where.namespace, patch)
-    log.info("trust bundle published in ConfigMap %s (%s)", where, ROOT_CERT)

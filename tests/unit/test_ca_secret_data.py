@@ -1,21 +1,25 @@
 """The CA Secret's and root ConfigMap's shapes, without an API server: a new root as Secret data,
-reading it back (ours and a user's intermediate), and each broken Secret refused by name, never
-with key material in the message."""
+reading it back (ours and a user's intermediate), each broken Secret refused by name, never
+with key material in the message; and an API server that does not answer, a clear error."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 
 import pytest
 from cryptography import x509
 
+from nodemesh.controller.apiclient import connect
 from nodemesh.controller.ca.secret import (CA_CERT, CA_KEY, ROOT_CERT, ObjectRef, authority_from,
-                                           new_root_data, roots_configmap, secret_body)
+                                           load_authority, new_root_data, publish_roots,
+                                           roots_configmap, secret_body)
 from nodemesh.controller.ca.store import CaError
 from nodemesh.identity import key_pem, new_key
 
 from ca_material import UserCa, ca_cert, to_pem, verified_path
+from kubeapi import unreachable_kubeconfig
 
 WHERE = ObjectRef("nodemesh-system", "nodemesh-ca")
 HOUR = dt.timedelta(hours=1)
@@ -86,3 +90,19 @@ def test_a_broken_secret_is_refused_with_its_key_named_and_no_key_material(data,
         authority_from(data, (), WHERE)
     assert "c2VjcmV0" not in str(info.value) and "PRIVATE" not in str(info.value)
     assert "nodemesh-system/nodemesh-ca" in str(info.value)
+
+
+def test_an_api_server_that_does_not_answer_is_a_clear_error(tmp_path):
+    async def scenario() -> None:
+        api = await connect(unreachable_kubeconfig(tmp_path / "kubeconfig"))
+        try:
+            with pytest.raises(CaError, match="cannot read Secret nodemesh-system/nodemesh-ca: the "
+                                              "Kubernetes API server does not answer"):
+                await load_authority(api, WHERE)
+            with pytest.raises(CaError, match="cannot update ConfigMap nodemesh-system/nodemesh-ca-root: "
+                                              "the Kubernetes API server does not answer"):
+                await publish_roots(api, ObjectRef("nodemesh-system", "nodemesh-ca-root"), b"PEM")
+        finally:
+            await api.close()
+
+    asyncio.run(scenario())

@@ -17,6 +17,8 @@ from nodemesh.controller.nodeauth.tokenreview import (CACHE_SECONDS, NODE_NAME_E
                                                       ReviewCache, TokenReviews, claimed_node,
                                                       decide, token_expiry)
 
+from kubeapi import unreachable_kubeconfig
+
 AGENTS = Expected("nodemesh-system", "nodemesh-agent")
 AGENT = "system:serviceaccount:nodemesh-system:nodemesh-agent"
 
@@ -125,15 +127,8 @@ def test_dead_entries_are_dropped_as_new_ones_come():
 def test_an_unreachable_api_server_is_unavailable_not_unauthenticated(tmp_path):
     """The agent retries UNAVAILABLE with backoff; UNAUTHENTICATED would say its token is bad.
     Nothing listens on the kubeconfig's port (a real refused connection, not a mock)."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:1"}}],
-        "users": [{"name": "u", "user": {"token": "admin"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
-
     async def scenario() -> None:
-        api = await connect(kubeconfig)
+        api = await connect(unreachable_kubeconfig(tmp_path / "kubeconfig"))
         try:
             reviews = TokenReviews(api, AGENTS)
             metadata = (("authorization", "Bearer some-token"), ("x-nodemesh-node", "node-a"))

@@ -125,6 +125,10 @@ def controller_specs(layout: Layout, controller_netns: str, log: Callable[[str],
 
 
 def kube_proxy_spec(layout: Layout, node: str, node_netns: str, log: Callable[[str], Path]) -> ProcessSpec:
-    """kube-proxy of ``node`` in its namespace (a path), reaching the API server over the sim's bridge."""
+    """kube-proxy of ``node`` in its namespace (a path), reaching the API server over the sim's bridge.
+
+    Start it once the node's kubelet has registered the Node: kube-proxy takes the node's IP
+    from its InternalIP (NodePorts listen there) and otherwise waits for it, then assumes loopback.
+    """
     return _spec(kube_proxy_component(node), kube_proxy_argv(layout.bin, layout.kubeconfig(pki.PROXY), node),
                  node_netns, log, {"http": {"port": PROXY_HEALTHZ_PORT, "path": "/healthz"}})

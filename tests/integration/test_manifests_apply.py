@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
-from manifests import DAEMONSET, NAMESPACE, ROOT, THIRD_PARTY, kustomize
+from manifests import CHART, DAEMONSET, NAMESPACE, ROOT, THIRD_PARTY, helm_bin, kustomize
 from nodemesh.tools.kube.controlplane import LocalControlPlane
 
 pytestmark = pytest.mark.slow
@@ -242,3 +243,29 @@ def test_the_agent_may_only_what_every_account_may(cluster: LocalControlPlane) -
         return sorted(_ok(done).splitlines()[1:])
 
     assert rules(AGENT, NAMESPACE) == rules(nobody, NAMESPACE)
+
+
+def test_helm_install_upgrade_and_uninstall(tmp_path: Path) -> None:
+    """docs/install.md's `helm install`, for real (a cluster of its own: the chart makes the
+    same cluster-wide objects as the base)."""
+    helm = helm_bin()
+    with LocalControlPlane(tmp_path / "kube", controllers=False) as cp:
+        def run(*args: str) -> str:
+            done = subprocess.run([str(helm), f"--kubeconfig={cp.admin_kubeconfig}", *args],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        run("install", "nodemesh", str(CHART))
+        deployment = json.loads(_ok(cp.kubectl("get", "deployment", "nodemesh-controller", "-n", NAMESPACE,
+                                               "-o", "json")))
+        assert "--log-level=info" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        _ok(cp.kubectl("get", "crd", "trafficpolicies.nodemesh.io"))
+
+        run("upgrade", "nodemesh", str(CHART), "--set", "logLevel=debug")
+        deployment = json.loads(_ok(cp.kubectl("get", "deployment", "nodemesh-controller", "-n", NAMESPACE,
+                                               "-o", "json")))
+        assert "--log-level=debug" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        run("uninstall", "nodemesh", "--wait=false")
+        assert cp.kubectl("get", "deployment", "nodemesh-controller", "-n", NAMESPACE).returncode != 0

@@ -16,15 +16,9 @@ release="$(awk '$1 == "require" && $2 == "helm.sh/helm/v3" {print $3}' "$here/go
 bin="${NODEMESH_CACHE:-/var/cache/nodemesh}/helm/$release/bin"
 
 if [ ! -x "$bin/helm" ]; then
-    command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
-    command -v go >/dev/null || {
-        echo "nodemesh helm build: Go $(awk '$1 == "go" {print $2}' "$here/go.mod") or newer is needed to build Helm $release: https://go.dev/dl" >&2
-        exit 1
-    }
+    . "$here/../gomodule.sh"
+    go_module_work helm "Helm $release" "$here"
     echo "nodemesh helm build: building Helm $release into $bin; the first time takes ~1 minute" >&2
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-    cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$work/"
     # What Helm's own Makefile sets at link time: the version it reports, and the Kubernetes
     # version `helm template` and `helm lint` assume (its client-go's), which would be 1.20.
     k8s_minor="$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$here/go.mod")"

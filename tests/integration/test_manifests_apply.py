@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from manifests import CHART, DAEMONSET, NAMESPACE, ROOT, THIRD_PARTY, helm_bin, kustomize
+from manifests import CHART, DAEMONSET, NAMESPACE, ROOT, THIRD_PARTY, helm_bin, kustomize, one
 from nodemesh.tools.kube.controlplane import LocalControlPlane
 
 pytestmark = pytest.mark.slow
@@ -111,6 +111,52 @@ def test_a_good_traffic_policy_is_stored_and_listed(cluster: LocalControlPlane) 
         assert row.split()[:3] == ["web", "web", "LeastConnections"]
     finally:
         _ok(cluster.kubectl("delete", "trafficpolicy", "web", "-n", EXAMPLES_NAMESPACE))
+
+
+def _pod_of(workload: dict, namespace: str) -> dict:
+    """A Pod as the workload's controller would make it (its template), in ``namespace``."""
+    template = workload["spec"]["template"]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": workload["metadata"]["name"], "namespace": namespace,
+                         "labels": template["metadata"]["labels"]},
+            "spec": template["spec"]}
+
+
+def _workload(kind: str, name: str) -> dict:
+    return one(kustomize(DAEMONSET), kind, name)
+
+
+def _namespace_enforcing(cluster: LocalControlPlane, name: str, level: str, service_account: str) -> None:
+    _ok(cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": level}}})))
+    _ok(cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": service_account, "namespace": name}})))
+
+
+def test_the_pods_are_admitted_in_nodemesh_system(cluster: LocalControlPlane) -> None:
+    """Pod Security (privileged there), the priority class, the service accounts: what the
+    Deployment's and the DaemonSet's pods meet when they are created."""
+    for kind, name in (("Deployment", "nodemesh-controller"), ("DaemonSet", "nodemesh-agent")):
+        pod = _pod_of(_workload(kind, name), NAMESPACE)
+        _ok(cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod)))
+
+
+def test_the_controller_meets_pod_security_restricted(cluster: LocalControlPlane) -> None:
+    _namespace_enforcing(cluster, "restricted-check", "restricted", "nodemesh-controller")
+    pod = _pod_of(_workload("Deployment", "nodemesh-controller"), "restricted-check")
+    _ok(cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod)))
+
+
+def test_the_agent_needs_pod_security_privileged(cluster: LocalControlPlane) -> None:
+    """Why nodemesh-system is labelled privileged: baseline refuses the agent, naming what."""
+    _namespace_enforcing(cluster, "baseline-check", "baseline", "nodemesh-agent")
+    pod = _pod_of(_workload("DaemonSet", "nodemesh-agent"), "baseline-check")
+    done = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+    assert done.returncode != 0
+    for why in ("host namespaces", "hostPath volumes", "non-default capabilities"):
+        assert why in done.stderr, done.stderr
 
 
 def _with_spec(obj: dict, **spec: object) -> dict:

@@ -120,6 +120,15 @@ def test_the_image_is_the_packages_version(base: list[dict]) -> None:
     assert f"{values['image']['repository']}:{values['image']['tag']}" == image
 
 
+def test_the_image_runs_the_controller_as_the_deployment_says(base: list[dict]) -> None:
+    """The Containerfile's user is the controller's runAsUser (runAsNonRoot needs a number the
+    kubelet can check), and it installs what the agent imports from Debian."""
+    containerfile = (ROOT / "Containerfile").read_text()
+    user = _pod_spec(base, "Deployment", "nodemesh-controller")["securityContext"]["runAsUser"]
+    assert f"USER {user}:" in containerfile and f"--uid {user} " in containerfile
+    assert "python3-bpfcc" in containerfile and "--system-site-packages" in containerfile
+
+
 # --- the shared contract (what the sim kubelet runs unchanged) -------------------------------
 
 def test_namespace_allows_the_agent_and_is_not_meshed(base: list[dict]) -> None:

@@ -254,7 +254,7 @@ def test_agent_has_only_the_capabilities_it_needs(base: list[dict]) -> None:
     context = _container(base, "DaemonSet", "nodemesh-agent")["securityContext"]
     assert context["privileged"] is False
     assert context["capabilities"] == {
-        "drop": ["ALL"], "add": ["BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]}
+        "drop": ["ALL"], "add": ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
 
 

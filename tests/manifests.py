@@ -19,32 +19,32 @@ NAMESPACE = "nodemesh-system"
 KUBECTL = "kubectl"
 
 
+def _run(*args: str) -> str:
+    """stdout of a command that must succeed; else the test fails with its stderr."""
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
 def _documents(text: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def kustomize(directory: Path) -> list[dict]:
     """The objects of the kustomization in ``directory``, as `kubectl apply -k` would send them."""
-    out = subprocess.run([KUBECTL, "kustomize", str(directory)], check=True, capture_output=True,
-                         text=True)
-    return _documents(out.stdout)
+    return _documents(_run(KUBECTL, "kustomize", str(directory)))
 
 
 def helm_bin() -> Path:
     """Helm, built once per machine from the Go module proxy (scripts/helm/build.sh; cached)."""
-    out = subprocess.run([str(ROOT / "scripts" / "helm" / "build.sh")], check=True,
-                         capture_output=True, text=True)
-    return Path(out.stdout.strip()) / "helm"
+    return Path(_run(str(ROOT / "scripts" / "helm" / "build.sh")).strip()) / "helm"
 
 
 def helm_template(helm: Path, *values: str, kube_version: str) -> list[dict]:
     """The chart's objects, CRDs included, with ``--set`` ``values``, for ``kube_version``."""
-    args = [str(helm), "template", "nodemesh", str(CHART), "--include-crds",
-            "--kube-version", kube_version]
-    for value in values:
-        args += ["--set", value]
-    out = subprocess.run(args, check=True, capture_output=True, text=True)
-    return _documents(out.stdout)
+    sets = [arg for value in values for arg in ("--set", value)]
+    return _documents(_run(str(helm), "template", "nodemesh", str(CHART), "--include-crds",
+                           "--kube-version", kube_version, *sets))
 
 
 def by_key(objects: list[dict]) -> dict[tuple[str, str, str], dict]:

@@ -224,6 +224,7 @@ CONTROLLER_MAY = [
     ("create", "secrets", "-n", NAMESPACE),
     ("get", "configmap/nodemesh-ca-root", "-n", NAMESPACE),
     ("update", "configmap/nodemesh-ca-root", "-n", NAMESPACE),
+    ("patch", "configmap/nodemesh-ca-root", "-n", NAMESPACE),
     ("create", "configmaps", "-n", NAMESPACE),
     ("create", "events", "-n", NAMESPACE),
 ]
@@ -236,6 +237,8 @@ CONTROLLER_MUST_NOT = [
     ("patch", "secret/nodemesh-ca", "-n", NAMESPACE),
     ("create", "secrets", "-n", "default"),
     ("get", "configmap/other", "-n", NAMESPACE),
+    ("patch", "configmap/other", "-n", NAMESPACE),
+    ("delete", "configmap/nodemesh-ca-root", "-n", NAMESPACE),
     ("create", "pods/exec", "-n", "default"),
     ("create", "deployments.apps", "-n", "default"),
     ("update", "daemonsets.apps", "-n", NAMESPACE),

@@ -294,6 +294,7 @@ def test_controller_role_touches_only_the_ca_objects(base: list[dict]) -> None:
     assert _grants(role["rules"]) == {
         ("", "secrets", "get", "nodemesh-ca"), ("", "secrets", "update", "nodemesh-ca"),
         ("", "configmaps", "get", "nodemesh-ca-root"), ("", "configmaps", "update", "nodemesh-ca-root"),
+        ("", "configmaps", "patch", "nodemesh-ca-root"),
         # create cannot be limited by name (rbac.yaml says why)
         ("", "secrets", "create", ""), ("", "configmaps", "create", ""),
         ("", "events", "create", ""),

@@ -20,16 +20,9 @@ components=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
 complete=1
 for c in "${components[@]}"; do [ -x "$bin/$c" ] || complete=0; done
 if [ "$complete" -eq 0 ]; then
-    # Go's own installer puts it in /usr/local/go, which non-login shells may not have on PATH
-    command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
-    command -v go >/dev/null || {
-        echo "nodemesh kube build: Go $(awk '$1 == "go" {print $2}' "$here/go.mod") or newer is needed to build Kubernetes $release: https://go.dev/dl (Debian's golang-go is too old)" >&2
-        exit 1
-    }
+    . "$here/../gomodule.sh"
+    go_module_work kube "Kubernetes $release" "$here"
     echo "nodemesh kube build: building Kubernetes $release (${components[*]}) into $bin; the first time takes ~4 minutes" >&2
-    work="$(mktemp -d)"
-    trap 'rm -rf "$work"' EXIT
-    cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$work/"
     mkdir -p "$work/bin"
     start=$SECONDS
     (cd "$work" && GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o bin/ \

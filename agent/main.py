@@ -14,7 +14,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -47,11 +47,13 @@ class Telemetry:
 class Agent:
     def __init__(self, node: str, controller: str, cgroup: Path, pod_netns: NetnsSource, bpffs_dir: Path,
                  admin_port: int, readiness_port: int, connect_timeout: float,
-                 controller_ca: bytes, token: str, telemetry: Telemetry = Telemetry()) -> None:
+                 controller_ca: bytes, token: Callable[[], str], telemetry: Telemetry = Telemetry(),
+                 controller_name: str | None = None) -> None:
         self.node = node
         self.controller = controller
         self.controller_ca = controller_ca
         self.token = token
+        self.controller_name = controller_name
         self.cgroup = cgroup
         self.pod_netns = pod_netns
         self.bpffs_dir = bpffs_dir
@@ -87,7 +89,8 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
 
         supervisor = Supervisor()
-        access = ControllerAccess(self.controller, self.controller_ca, self.token)
+        access = ControllerAccess(self.controller, self.controller_ca, self.token, self.node,
+                                  self.controller_name)
         self.certs = CertManager(CaClient(access).sign, supervisor)
         telemetry = self.telemetry
         self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
@@ -269,8 +272,12 @@ PORT = click.IntRange(1, 65535)
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
 @click.option("--controller-ca", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PEM root(s) the controller's TLS certificate chains to (its CA root).")
+@click.option("--controller-name", metavar="DNS",
+              help="The name to verify in the controller's TLS certificate, when --controller is "
+                   "an address it does not name (a Service's IP).")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="This node's join token, sent to the controller on every call.")
+              help="This node's token (a join token, or the pod's projected service-account "
+                   "token), read again for every connection to the controller.")
 @click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path),
               show_default="the cgroup v2 root, from /proc/self/mounts",
               help="cgroup v2 directory to attach the steering programs to (the root on a real node), "
@@ -299,8 +306,9 @@ PORT = click.IntRange(1, 65535)
               show_default=True, help="Seconds to connect upstream.")
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
               show_default=True)
-def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path | None,
-          pod_netns_from: str, pod_netns_template: str | None, bpffs_dir: Path | None, admin_port: int, readiness_port: int,
+def agent(node: str, controller: str, controller_name: str | None, controller_ca: Path,
+          token_file: Path, cgroup: Path | None, pod_netns_from: str, pod_netns_template: str | None,
+          bpffs_dir: Path | None, admin_port: int, readiness_port: int,
           metrics_port: int, metrics: bool, access_log: str, otlp_endpoint: str, connect_timeout: float,
           log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
@@ -317,5 +325,5 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     root_pem, token = read_credentials(controller_ca, token_file)
     agent = Agent(node, controller, cgroup, pod_netns, bpffs_dir or BPFFS_ROOT / node,
                   admin_port, readiness_port, connect_timeout, root_pem, token,
-                  Telemetry(metrics, metrics_port, access_log, otlp_endpoint))
+                  Telemetry(metrics, metrics_port, access_log, otlp_endpoint), controller_name)
     uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -309,18 +310,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_controller_serves_once_listed_and_stops_cleanly(control_plane, tmp_path):
-    """``nodemesh controller --kube --kubeconfig``, as a user runs it outside the cluster."""
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text("{}")
+def test_the_controller_serves_once_listed_and_stops_cleanly(control_plane, kube_namespace, tmp_path):
+    """``nodemesh controller --kube --kubeconfig``, as in its pod (TokenReview, the CA Secret in
+    $POD_NAMESPACE) but from outside the cluster."""
     listen, metrics = free_port(), free_port()
     log = tmp_path / "controller.log"
     with log.open("w") as out:
         process = subprocess.Popen(nodemesh_argv(
             "controller", "--kube", "--kubeconfig", str(control_plane.admin_kubeconfig),
-            "--state-dir", str(tmp_path / "state"), "--node-tokens", str(tokens),
+            "--state-dir", str(tmp_path / "state"),
             "--listen", f"127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{metrics}"),
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAMESPACE": kube_namespace})
     try:
         eventually(lambda: f"listening on 127.0.0.1:{listen}" in log.read_text(), FOLLOW, interval=0.1,
                    what="the controller listening")

@@ -22,13 +22,17 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
     return sim.sim_layout(tmp_path / "kube")
 
 
+def log(component: str) -> Path:
+    return Path(f"/logs/{component}.log")
+
+
 def _flags(argv: list[str]) -> dict[str, str]:
     return dict(a.removeprefix("--").split("=", 1) for a in argv[1:] if "=" in a)
 
 
 def test_the_api_server_is_at_the_sims_address_and_on_the_namespaces_loopback(layout: Layout) -> None:
-    specs = sim.control_plane_specs(layout, CP_NETNS, 16443, lambda c: Path(f"/logs/{c}.log"))
-    assert list(specs) == [sim.ETCD, sim.APISERVER, sim.CONTROLLER_MANAGER, sim.SCHEDULER, sim.APISERVER_FORWARD]
+    specs = {**sim.apiserver_specs(layout, CP_NETNS, 16443, log), **sim.controller_specs(layout, CP_NETNS, log)}
+    assert list(specs) == [sim.ETCD, sim.APISERVER, sim.APISERVER_FORWARD, sim.CONTROLLER_MANAGER, sim.SCHEDULER]
     api = _flags(specs[sim.APISERVER].argv)
     assert (api["advertise-address"], api["bind-address"], api["secure-port"]) == ("172.30.0.254", "0.0.0.0", "6443")
     assert api["etcd-servers"] == "http://127.0.0.1:2379"
@@ -51,7 +55,7 @@ def test_kubeconfigs_point_in_the_sim_at_its_address_and_on_the_host_at_the_forw
 
 
 def test_kube_proxy_runs_in_its_node_and_sets_no_global_conntrack_limits(layout: Layout) -> None:
-    spec = sim.kube_proxy_spec(layout, "node-a", "/run/netns/nm-t-node-node-a", lambda c: Path(f"/logs/{c}.log"))
+    spec = sim.kube_proxy_spec(layout, "node-a", "/run/netns/nm-t-node-node-a", log)
     flags = _flags(spec.argv)
     assert spec.netns == "/run/netns/nm-t-node-node-a"
     assert spec.log == "/logs/kube-proxy/node-a.log"

@@ -3,6 +3,7 @@ cannot reach is retried with a clear line, not served as an empty mesh."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 
@@ -17,7 +18,7 @@ from eventually import eventually
 @pytest.mark.parametrize("args, message", [
     (["--kube", "--file", "c.yaml"], "give one source of objects: --file FILE (local mode) or --kube"),
     ([], "give one source of objects: --file FILE (local mode) or --kube"),
-    (["--file", "c.yaml", "--kubeconfig", "k"], "--kubeconfig is for --kube"),
+    (["--file", "c.yaml", "--kubeconfig", "k"], "--kubeconfig is for the Kubernetes API server"),
 ])
 def test_one_source_of_objects(cli, tmp_path, args, message):
     tokens = write_node_tokens(tmp_path / "tokens.json")
@@ -43,12 +44,11 @@ contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
 current-context: c
 """)
     log = tmp_path / "controller.log"
-    with log.open("w") as out:
+    with log.open("w") as out:  # as in the controller's pod: TokenReview, the CA in a Secret
         process = subprocess.Popen(nodemesh_argv(
             "controller", "--kube", "--kubeconfig", str(kubeconfig), "--state-dir", str(tmp_path / "s"),
-            "--node-tokens", str(write_node_tokens(tmp_path / "tokens.json")),
             "--listen", f"127.0.0.1:{listen_port}", "--metrics-listen", "127.0.0.1:0"),
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAMESPACE": "nodemesh-system"})
     try:
         line = f"Pod: cannot reach the Kubernetes API at https://127.0.0.1:{api_port}"
         eventually(lambda: line in log.read_text(), timeout=30, what="the retry line")

@@ -4,6 +4,10 @@ Each child asks the kernel (PR_SET_PDEATHSIG) to be killed when its parent dies,
 session of its own, so a Ctrl-C aimed at pytest reaches pytest (which then stops the children in
 order) rather than every component at once. Output goes to a log file, whose tail is what a
 failed start reports.
+
+The kernel's "parent" here is the thread that started the child: start components from a
+thread that outlives them (the main thread, as pytest's fixtures do), never from a worker thread
+that may end first (``asyncio.to_thread``), or they are killed with it.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ of each).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def apiserver_argv(layout: Layout) -> list[str]:
             # the agent's DaemonSet runs hostNetwork/hostPID pods
             "--allow-privileged=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false", VERBOSITY]
+            "--profiling=false", VERBOSITY,
+            # a loopback address may not be an endpoint: the tests' `kubernetes` Service has none
+            *(["--endpoint-reconciler-type=none"] if ipaddress.ip_address(layout.apiserver_ip).is_loopback else [])]
 
 
 def _controller(layout: Layout, binary: str, component: str, port: int) -> list[str]:

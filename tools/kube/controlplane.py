@@ -24,7 +24,7 @@ from nodemesh.tools.kube.children import Child
 from nodemesh.tools.kube.components import (APISERVER, CONTROLLER_MANAGER, ETCD, SCHEDULER, Layout,
                                             apiserver_argv, controller_manager_argv, etcd_argv, prepare,
                                             scheduler_argv)
-from nodemesh.tools.kube.health import apiserver_ready, etcd_healthy, healthz
+from nodemesh.tools.kube.health import apiserver_ready, etcd_healthy, healthz, open_direct
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
 
 START_TIMEOUT = 120.0  # the API server is ready in ~20 s alone; a loaded 2-core host needs more
@@ -47,7 +47,7 @@ def local_layout(root: Path) -> Layout:
 def _post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as r:
+    with open_direct(request, timeout=30) as r:
         return json.loads(r.read())
 
 

@@ -3,6 +3,7 @@ but a client certificate tells a refused probe from an anonymous one) and the ot
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
 import urllib.error
@@ -11,10 +12,19 @@ import urllib.request
 from nodemesh.tools.kube import pki
 
 
+def open_direct(request: str | urllib.request.Request, context: ssl.SSLContext | None = None,
+                timeout: float = 5.0) -> http.client.HTTPResponse:
+    """urlopen, but never through the environment's proxies: every address asked here is the
+    control plane's own (a loopback, a namespace's address), which no proxy can reach."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    return opener.open(request, timeout=timeout)
+
+
 def get(url: str, context: ssl.SSLContext | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """(status, body) of a GET; status 0 when nothing answered (the body says why)."""
     try:
-        with urllib.request.urlopen(url, context=context, timeout=timeout) as r:
+        with open_direct(url, context, timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()

@@ -16,16 +16,19 @@ holds only what the component needs declared; the sim adds its usual environment
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from nodemesh.tools.kube import pki
-from nodemesh.tools.kube.binaries import bin_dir
+from nodemesh.tools.kube.binaries import KubeError, bin_dir
 from nodemesh.tools.kube.components import (APISERVER, CONTROLLER_MANAGER, ETCD, PROXY_HEALTHZ_PORT, SCHEDULER,
                                             Layout, apiserver_argv, controller_manager_argv, etcd_argv,
                                             kube_proxy_argv, prepare, scheduler_argv)
+from nodemesh.tools.kube.health import apiserver_ready
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
+from nodemesh.tools.kube.pki import ClusterPki
 
 APISERVER_IP = pki.SIM_APISERVER_IP
 APISERVER_PORT = 6443
@@ -70,37 +73,62 @@ def prepare_sim(root: Path, host_kubeconfig: Path, host_port: int) -> Layout:
     return layout
 
 
-def control_plane_specs(layout: Layout, controller_netns: str, host_port: int,
-                        log: Callable[[str], Path]) -> dict[str, ProcessSpec]:
-    """etcd, the API server, the controller manager, the scheduler (in ``controller_netns``, a path)
-    and the host's forward to the API server, in the order they must start.
+def _spec(component: str, argv: list[str], netns: str, log: Callable[[str], Path],
+          ready: dict[str, Any] | None) -> ProcessSpec:
+    return ProcessSpec(argv=argv, env={}, netns=netns, log=str(log(component)), ready=ready)
+
+
+def apiserver_specs(layout: Layout, controller_netns: str, host_port: int,
+                    log: Callable[[str], Path]) -> dict[str, ProcessSpec]:
+    """Step 1: etcd and the API server in ``controller_netns`` (a path), and the host's forward to it.
 
     ``log(component)`` names each log file (the sim's ``SimNames.component_log``). Readiness is
-    what the sim's probes can check: etcd's /health (JSON), a TCP connect for the others (their
-    /readyz is HTTPS); then ``health.apiserver_ready("https://127.0.0.1:<host_port>",
-    ClusterPki(layout.pki_dir))`` checks /readyz itself through the forward.
+    what the sim's probes can check: etcd's /health (JSON), a TCP connect for the others. An
+    API server that accepts connections is not ready yet (its RBAC roles are still being
+    made), so step 2 waits for ``wait_apiserver_ready``.
     """
-    def spec(component: str, argv: list[str], ready: dict[str, Any], netns: str = controller_netns) -> ProcessSpec:
-        return ProcessSpec(argv=argv, env={}, netns=netns, log=str(log(component)), ready=ready)
-
     return {
-        ETCD: spec(ETCD, etcd_argv(layout), {"http": {"port": layout.etcd_client_port, "path": "/health"}}),
-        APISERVER: spec(APISERVER, apiserver_argv(layout),
-                        {"tcp": {"host": layout.apiserver_ip, "port": layout.apiserver_port}}),
-        CONTROLLER_MANAGER: spec(CONTROLLER_MANAGER, controller_manager_argv(layout),
-                                 {"tcp": {"host": layout.apiserver_ip, "port": layout.controller_manager_port}}),
-        SCHEDULER: spec(SCHEDULER, scheduler_argv(layout),
-                        {"tcp": {"host": layout.apiserver_ip, "port": layout.scheduler_port}}),
-        APISERVER_FORWARD: spec(APISERVER_FORWARD,
-                                [sys.executable, "-m", "nodemesh.tools.sim.forward", "--listen", str(host_port),
-                                 "--netns", controller_netns, "--to-port", str(layout.apiserver_port)],
-                                {"tcp": {"host": "127.0.0.1", "port": host_port}}, netns=CALLER_NETNS),
+        ETCD: _spec(ETCD, etcd_argv(layout), controller_netns, log,
+                    {"http": {"port": layout.etcd_client_port, "path": "/health"}}),
+        APISERVER: _spec(APISERVER, apiserver_argv(layout), controller_netns, log,
+                         {"tcp": {"host": layout.apiserver_ip, "port": layout.apiserver_port}}),
+        APISERVER_FORWARD: _spec(APISERVER_FORWARD,
+                                 [sys.executable, "-m", "nodemesh.tools.sim.forward", "--listen", str(host_port),
+                                  "--netns", controller_netns, "--to-port", str(layout.apiserver_port)],
+                                 CALLER_NETNS, log, {"tcp": {"host": "127.0.0.1", "port": host_port}}),
+    }
+
+
+def wait_apiserver_ready(layout: Layout, host_port: int, timeout: float = 120.0) -> None:
+    """Return once the API server answers /readyz through the forward; KubeError naming its log if not.
+
+    Between the two steps: the controller manager exits when the API server is not ready in
+    its first seconds (it cannot read its authentication settings yet).
+    """
+    cluster = ClusterPki(layout.pki_dir)
+    deadline = time.monotonic() + timeout
+    while not apiserver_ready(f"https://127.0.0.1:{host_port}", cluster):
+        if time.monotonic() > deadline:
+            raise KubeError(f"the sim's API server was not ready after {timeout:.0f} s; see the "
+                            f"{APISERVER} and {APISERVER_FORWARD} logs")
+        time.sleep(0.2)
+
+
+def controller_specs(layout: Layout, controller_netns: str, log: Callable[[str], Path]) -> dict[str, ProcessSpec]:
+    """Step 2, once the API server is ready: the controller manager and the scheduler beside it."""
+    return {
+        CONTROLLER_MANAGER: _spec(CONTROLLER_MANAGER, controller_manager_argv(layout), controller_netns, log,
+                                  {"tcp": {"host": layout.apiserver_ip, "port": layout.controller_manager_port}}),
+        SCHEDULER: _spec(SCHEDULER, scheduler_argv(layout), controller_netns, log,
+                         {"tcp": {"host": layout.apiserver_ip, "port": layout.scheduler_port}}),
     }
 
 
 def kube_proxy_spec(layout: Layout, node: str, node_netns: str, log: Callable[[str], Path]) -> ProcessSpec:
-    """kube-proxy of ``node`` in its namespace (a path), reaching the API server over the sim's bridge."""
-    component = kube_proxy_component(node)
-    return ProcessSpec(argv=kube_proxy_argv(layout.bin, layout.kubeconfig(pki.PROXY), node), env={},
-                       netns=node_netns, log=str(log(component)),
-                       ready={"http": {"port": PROXY_HEALTHZ_PORT, "path": "/healthz"}})
+    """kube-proxy of ``node`` in its namespace (a path), reaching the API server over the sim's bridge.
+
+    Start it once the node's kubelet has registered the Node: kube-proxy takes the node's IP
+    from its InternalIP (NodePorts listen there) and otherwise waits for it, then assumes loopback.
+    """
+    return _spec(kube_proxy_component(node), kube_proxy_argv(layout.bin, layout.kubeconfig(pki.PROXY), node),
+                 node_netns, log, {"http": {"port": PROXY_HEALTHZ_PORT, "path": "/healthz"}})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from nodemesh.controller.kube import objects as kube
 from nodemesh.controller.kube.objects import KubeObjects
-from nodemesh.controller.model.cluster import GivenAddresses, in_cluster, slice_endpoints
+from nodemesh.controller.model.cluster import GivenAddresses, SliceEndpoints, in_cluster
 from nodemesh.controller.model.ipam import Assignments, Plan, plan_addresses
 from nodemesh.controller.model.policies import l7_warnings
 from nodemesh.controller.model.traffic import split_backends, traffic_settings
@@ -73,9 +73,9 @@ def build_model(objects: KubeObjects, assigned: Assignments | None,
     mtls_modes = {ns.name: _mtls_mode(ns, errors) for ns in objects.namespaces}
     uids = {pod.ref: workload_uid(pod) for pod in objects.pods}
     services = []
+    sliced = SliceEndpoints(objects) if kube_mode else None
     for svc in objects.services:
-        endpoints = (slice_endpoints(svc, objects) if kube_mode
-                     else select_endpoints(svc, objects.pods))
+        endpoints = sliced(svc) if sliced is not None else select_endpoints(svc, objects.pods)
         ports = tuple(_resolve_port(svc, i, spec, endpoints, errors) for i, spec in enumerate(svc.ports))
         services.append((svc, ports, tuple(uids[pod.ref] for pod in endpoints)))
     traffic = traffic_settings(objects, errors)

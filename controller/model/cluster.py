@@ -49,8 +49,20 @@ def in_cluster(objects: KubeObjects) -> KubeObjects:
         services=tuple(svc for svc in objects.services if svc.cluster_ip))
 
 
-def slice_endpoints(svc: kube.Service, objects: KubeObjects) -> list[kube.Pod]:
-    """The workloads that the Service's EndpointSlices list as ready, by pod name."""
-    ready = {uid for s in objects.endpoint_slices
-             if s.namespace == svc.namespace and s.service == svc.name for uid in s.ready_pods}
-    return sorted((pod for pod in objects.pods if pod.uid in ready), key=lambda pod: pod.name)
+class SliceEndpoints:
+    """Each Service's endpoints: the workloads its EndpointSlices list as ready, by pod name.
+
+    Indexed once per build (slices by Service, pods by uid), so that a build stays linear in the
+    objects rather than Services times pods."""
+
+    def __init__(self, objects: KubeObjects) -> None:
+        pods = {pod.uid: pod for pod in objects.pods if pod.uid}
+        self._ready: dict[tuple[str, str], dict[str, kube.Pod]] = {}
+        for s in objects.endpoint_slices:
+            if s.service is not None:
+                ready = self._ready.setdefault((s.namespace, s.service), {})
+                ready.update((uid, pods[uid]) for uid in s.ready_pods if uid in pods)
+
+    def __call__(self, svc: kube.Service) -> list[kube.Pod]:
+        ready = self._ready.get((svc.namespace, svc.name), {})
+        return sorted(ready.values(), key=lambda pod: pod.name)

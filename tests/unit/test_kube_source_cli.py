@@ -50,12 +50,12 @@ current-context: c
             "--listen", f"127.0.0.1:{listen_port}", "--metrics-listen", "127.0.0.1:0"),
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAMESPACE": "nodemesh-system"})
     try:
-        line = f"Pod: cannot reach the Kubernetes API at https://127.0.0.1:{api_port}"
+        line = f"cannot reach the Kubernetes API at https://127.0.0.1:{api_port}"
         eventually(lambda: line in log.read_text(), timeout=30, what="the retry line")
         assert process.poll() is None, log.read_text()  # still trying, not given up
         with socket.socket() as probe:  # and not serving agents a mesh made of nothing
             assert probe.connect_ex(("127.0.0.1", listen_port)) != 0
-        assert log.read_text().count(line) == 1  # once per state change, not per retry
+        assert log.read_text().count(line) == 1  # once for all resources, not per resource or retry
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -7,7 +7,7 @@ import pytest
 
 from nodemesh.backoff import Backoff
 from nodemesh.controller.sources.kube.debounce import Debounce
-from nodemesh.controller.sources.kube.reflector import List, Reflector, Wait, Watch, RECHECK
+from nodemesh.controller.sources.kube.reflector import RECHECK, List, Reflector, TroubleLog, Wait, Watch
 from nodemesh.controller.sources.kube.resources import RESOURCES, Resource
 
 PODS = Resource("Pod", "v1", "pods")
@@ -97,10 +97,29 @@ def test_failures_rewatch_from_the_last_version_after_a_capped_doubling_backoff(
         r.watching()  # reached again: one line, and the backoff starts over
     assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
-    assert warnings == ["Pod: cannot reach the Kubernetes API at https://127.0.0.1:1: refused; retrying"]
+    assert warnings == ["cannot reach the Kubernetes API at https://127.0.0.1:1: refused; retrying"]
     r.failed("reset")
     assert r.next_step() == Wait(0.5)
-    assert "Pod: the Kubernetes API answers again" in caplog.text
+    assert "the Kubernetes API answers again (after: cannot reach" in caplog.text
+
+
+def test_trouble_every_resource_meets_is_logged_once_for_all(caplog):
+    trouble = TroubleLog()
+    reflectors = [Reflector(r, trouble) for r in RESOURCES]
+    down = "cannot reach the Kubernetes API at https://10.96.0.1:443: refused"
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            for r in reflectors:
+                r.failed(down)
+        reflectors[1].failed("HTTP 403 from /api/v1/nodes: forbidden")  # its own trouble: its own line
+        for r in reflectors[:-1]:
+            r.listed([], "1")
+        assert f"(after: {down})" not in caplog.text  # one resource still cannot get through
+        reflectors[-1].listed([], "1")
+    lines = [rec.getMessage() for rec in caplog.records]
+    assert lines == [f"{down}; retrying", "HTTP 403 from /api/v1/nodes: forbidden; retrying",
+                     "the Kubernetes API answers again (after: HTTP 403 from /api/v1/nodes: forbidden)",
+                     f"the Kubernetes API answers again (after: {down})"]
 
 
 def test_backoff_jitter_draws_from_half_to_whole_step():

@@ -18,7 +18,9 @@ source re-parses those alone. The rules, as client-go's reflector has them:
 - An optional resource (a CRD) the server does not serve (404 on list) is "none of those",
   checked again every ``RECHECK`` seconds.
 
-Trouble is logged once per change of state (a new reason, the recovery), never once per retry.
+Trouble is logged once per change of state (a new reason, the recovery), never once per retry;
+and trouble every resource meets at once (the API server down) once for all of them
+(``TroubleLog``, shared by a source's reflectors).
 """
 
 from __future__ import annotations
@@ -74,18 +76,41 @@ def _version(obj: dict[str, Any]) -> str | None:
     return (obj.get("metadata") or {}).get("resourceVersion")
 
 
+class TroubleLog:
+    """What is wrong now, by resource, logged once per reason however many resources it hits:
+    an API server that does not answer makes one line, not one per resource, and one more when
+    the last of them gets through again."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}  # resource kind -> what fails it now
+
+    def failed(self, kind: str, reason: str) -> None:
+        if self._reasons.get(kind) == reason:
+            return
+        self.ok(kind)
+        if reason not in self._reasons.values():
+            log.warning("%s; retrying", reason)
+        self._reasons[kind] = reason
+
+    def ok(self, kind: str) -> None:
+        reason = self._reasons.pop(kind, None)
+        if reason is not None and reason not in self._reasons.values():
+            log.info("the Kubernetes API answers again (after: %s)", reason)
+
+
 class Reflector:
     """The copy of one resource's objects and where its watch resumes."""
 
-    def __init__(self, resource: Resource,
+    def __init__(self, resource: Resource, trouble: TroubleLog | None = None,
                  backoff: Callable[[], Backoff] = lambda: Backoff(BACKOFF_START, BACKOFF_MAX)) -> None:
         self.resource = resource
         self.objects: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
         self.synced = False  # listed (or found not installed) at least once
+        self._trouble = trouble or TroubleLog()
         self._backoff = backoff()
         self._pending: Wait | None = None
-        self._trouble: str | None = None  # what was last logged as wrong, None when all is well
+        self._not_installed = False  # as last logged
 
     def next_step(self) -> Step:
         if self._pending is not None:
@@ -97,8 +122,9 @@ class Reflector:
 
     def listed(self, items: list[dict[str, Any]], resource_version: str) -> Changes:
         """A complete list at ``resource_version``: the copy becomes it."""
-        if self._trouble == _NOT_INSTALLED:
+        if self._not_installed:
             log.info("%s: %s is installed now", self.resource.kind, self.resource.crd)
+            self._not_installed = False
         self._ok()
         self.resource_version = resource_version
         # A list's items carry no kind or apiVersion (the list says them once); events' do.
@@ -110,12 +136,12 @@ class Reflector:
         """The server does not serve the (optional) resource: none of those, for now."""
         if not self.resource.optional:
             raise ValueError(f"{self.resource.kind} is not optional")
-        if self._trouble != _NOT_INSTALLED:
+        self._ok()
+        if not self._not_installed:
             log.warning("%s: the CustomResourceDefinition %s is not installed: no %s objects "
                         "until it is (checking every %.0fs)", self.resource.kind,
                         self.resource.crd, self.resource.kind, RECHECK)
-            self._trouble = _NOT_INSTALLED
-        self._backoff.reset()
+            self._not_installed = True
         self.resource_version = None
         self._pending = Wait(RECHECK)
         return self._replace({})
@@ -130,7 +156,7 @@ class Reflector:
         if kind == "ERROR":
             if obj.get("code") == GONE:
                 return self.gone()
-            self.failed(f"the watch failed: {obj.get('code')} {obj.get('message')}")
+            self.failed(f"{self.resource.kind}: the watch failed: {obj.get('code')} {obj.get('message')}")
             return {}
         version = _version(obj)
         if version:
@@ -153,16 +179,13 @@ class Reflector:
         return {}
 
     def failed(self, reason: str) -> None:
-        """A list or watch failed for ``reason``: the same step again, after a backoff."""
-        if reason != self._trouble:
-            log.warning("%s: %s; retrying", self.resource.kind, reason)
-            self._trouble = reason
+        """A list or watch failed for ``reason`` (which names the resource when only it fails,
+        e.g. an HTTP error on its path): the same step again, after a backoff."""
+        self._trouble.failed(self.resource.kind, reason)
         self._pending = Wait(self._backoff.next())
 
     def _ok(self) -> None:
-        if self._trouble is not None and self._trouble != _NOT_INSTALLED:
-            log.info("%s: the Kubernetes API answers again", self.resource.kind)
-        self._trouble = None
+        self._trouble.ok(self.resource.kind)
         self._backoff.reset()
 
     def _replace(self, objects: dict[str, dict[str, Any]]) -> Changes:
@@ -173,5 +196,3 @@ class Reflector:
         self.synced = True
         return changes
 
-
-_NOT_INSTALLED = "not installed"

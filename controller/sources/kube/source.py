@@ -24,7 +24,7 @@ from nodemesh.controller.kube.objects import ConfigError, parse_object
 from nodemesh.controller.model.partial import build_leaving_out
 from nodemesh.controller.sources.kube import watch
 from nodemesh.controller.sources.kube.debounce import Debounce
-from nodemesh.controller.sources.kube.reflector import Changes, Reflector
+from nodemesh.controller.sources.kube.reflector import Changes, Reflector, TroubleLog
 from nodemesh.controller.sources.kube.resources import RESOURCES, Resource
 from nodemesh.identity import DEFAULT_TRUST_DOMAIN
 from nodemesh.model import MeshModel
@@ -37,7 +37,8 @@ class KubeSource:
                  resources: tuple[Resource, ...] = RESOURCES, debounce: Debounce | None = None) -> None:
         self.api = api
         self.trust_domain = trust_domain
-        self._reflectors = [Reflector(resource) for resource in resources]
+        trouble = TroubleLog()
+        self._reflectors = [Reflector(resource, trouble) for resource in resources]
         self._debounce = debounce or Debounce()
         self._parsed: dict[str, tuple[str, Any]] = {}  # object label -> (kind, value)
         self._unparsed: dict[str, list[str]] = {}  # object label -> its problems

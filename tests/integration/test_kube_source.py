@@ -168,6 +168,27 @@ def test_the_model_follows_objects_made_changed_and_deleted(control_plane, sourc
                what="the deleted service gone")
 
 
+def test_only_pods_with_addresses_of_their_own_on_known_nodes_are_workloads(control_plane, source, meshed):
+    late = unique_name("late-node")
+    try:
+        running_pod(control_plane, meshed, "early", late, "10.77.8.10")  # its Node not there yet
+        create(control_plane, pod_manifest("pending", meshed, {"app": "web"}))  # nowhere yet
+        create(control_plane, pod_manifest("hostnet", meshed, {"app": "web"}, late, hostNetwork=True))
+        set_ready(control_plane, meshed, "hostnet", "172.31.8.1", True)  # the node's address
+        web_service(control_plane, meshed)  # a change the source surely saw after the pods
+        eventually(lambda: f"{meshed}/web" in source.current().services, FOLLOW, interval=0.1,
+                   what="the service")
+        assert not [w for w in source.current().workloads.values() if w.namespace == meshed]
+
+        register_node(control_plane, late, "172.31.8.1", "10.77.8.0/24")
+        eventually(lambda: sorted(w.name for w in source.current().workloads.values()
+                                  if w.namespace == meshed) == ["early"], FOLLOW, interval=0.1,
+                   what="the pods of the node once it appeared (not the hostNetwork or pending one)")
+        assert source.current().nodes[late].pod_cidr == "10.77.8.0/24"
+    finally:
+        control_plane.kubectl("delete", "node", late, "--wait=false")
+
+
 def test_an_api_server_restart_loses_no_change_and_leaves_nothing_stale(control_plane, source, meshed, node):
     web_service(control_plane, meshed)
     a = running_pod(control_plane, meshed, "web-a", node, "10.77.9.10")

@@ -314,6 +314,12 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
             assert running.current().services[f"{meshed}/cache"].traffic.load_balancer == "LeastConnections"
             assert running.source.rejected() == {"TrafficPolicy": 2, "AuthorizationPolicy": 1}
 
+            bad = f"TrafficPolicy {meshed}/bad: spec.loadBalancer"
+            assert caplog.text.count(bad) == 1  # the rebuilds since did not log it again
+            # changed, still bad: logged again, for whoever just applied it
+            assert control_plane.kubectl("label", "trafficpolicy", "bad", "-n", meshed, "edited=yes").returncode == 0
+            eventually(lambda: caplog.text.count(bad) == 2, FOLLOW, interval=0.1, what="the change logged")
+
             # fixed: taken in
             fixed = traffic_policy(meshed, "bad", "db", "LeastConnections")
             assert control_plane.kubectl("apply", "-f", "-", input=json.dumps(fixed)).returncode == 0
@@ -321,7 +327,7 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
                        == "LeastConnections", FOLLOW, interval=0.1, what="the fixed policy applied")
         finally:
             running.stop()
-    assert caplog.text.count(f"TrafficPolicy {meshed}/bad: spec.loadBalancer") == 1  # once, not per rebuild
+    assert caplog.text.count(f"TrafficPolicy {meshed}/bad: spec.loadBalancer") == 2  # once per change
     assert f"TrafficPolicy {meshed}/bad is no longer left out" in caplog.text
 
 

@@ -43,6 +43,7 @@ class KubeSource:
         self._parsed: dict[str, tuple[str, Any]] = {}  # object label -> (kind, value)
         self._unparsed: dict[str, list[str]] = {}  # object label -> its problems
         self._reported: dict[str, tuple[str, ...]] = {}  # what was last logged, by object label
+        self._changed: set[str] = set()  # labels of objects changed since the last report
         self._warned: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,6 +122,7 @@ class KubeSource:
 
     def _apply(self, kind: str, key: str, obj: dict[str, Any] | None) -> None:
         label = f"{kind} {key}"  # as the parsers name objects
+        self._changed.add(label)
         self._parsed.pop(label, None)
         self._unparsed.pop(label, None)
         if obj is None:
@@ -139,13 +141,15 @@ class KubeSource:
         return built.model
 
     def _report(self, rejected: dict[str, list[str]]) -> None:
-        """Log each object left out when its problems change, and when it is taken in again."""
+        """Log each object left out when it or its problems change (whoever applies it again sees
+        why), not at every rebuild; and when it is taken in again."""
         for label, problems in rejected.items():
-            if self._reported.get(label) != tuple(problems):
+            if label in self._changed or self._reported.get(label) != tuple(problems):
                 log.error("left out of the mesh: %s", "; ".join(problems))
         for label in self._reported.keys() - rejected.keys():
             log.info("%s is no longer left out (fixed, or deleted)", label)
         self._reported = {label: tuple(problems) for label, problems in rejected.items()}
+        self._changed.clear()
         self._rejected = Counter(label.split(" ", 1)[0] for label in rejected)
 
     def rejected(self) -> Mapping[str, int]:

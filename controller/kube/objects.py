@@ -58,8 +58,9 @@ AMBIENT = "ambient"
 FINISHED_PHASES = ("Succeeded", "Failed")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 HEADLESS = "None"  # spec.clusterIP of a headless Service
-EXTERNAL_NAME = "ExternalName"
 PENDING = "Pending"
+NODE_NAME_REQUIRED = "required (the node the pod runs on)"
+EXTERNAL_NAME = "ExternalName"
 # spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
 PREFER_CLOSE = traffic.PREFER_CLOSE
 
@@ -311,7 +312,7 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
                             "node name")
     phase = fields.string(status.get("phase"), "status.phase")
     if node_name is None and phase != PENDING:  # a Pending pod may wait for the scheduler
-        fields.error("spec.nodeName", "required (the node the pod runs on)")
+        fields.error("spec.nodeName", NODE_NAME_REQUIRED)
     if spec.get("containers") in (None, []):
         fields.error("spec.containers", "required (at least one container)")
     containers = tuple(_parse_container(c, f"spec.containers[{i}]", fields)
@@ -479,9 +480,10 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
 
 
 def _check_runnable_locally(objects: KubeObjects, errors: list[str]) -> None:
-    """What the file source cannot do, that Kubernetes does: fill env vars from other fields,
-    give a headless or ExternalName Service its DNS records, carry other protocols than TCP (locally the mesh
-    is the only network path of a Service); the Kubernetes source takes such objects as they are.
+    """What the file source cannot do, that Kubernetes does: schedule a pod, fill env vars from
+    other fields, give a headless or ExternalName Service its DNS records, carry other protocols
+    than TCP (locally the mesh is the only network path of a Service); the Kubernetes source
+    takes such objects as they are (an unscheduled pod is no workload yet).
     """
     for svc in objects.services:
         if svc.headless:
@@ -491,8 +493,11 @@ def _check_runnable_locally(objects: KubeObjects, errors: list[str]) -> None:
             errors.append(f"Service {svc.ref}: spec.type: ExternalName services are not supported "
                           "(the mesh serves virtual IPs); leave it out")
         errors.extend(f"Service {svc.ref}: {problem}" for problem in svc.other_protocols)
-    errors.extend(f"Pod {pod.ref}: {path}: not supported (give a value)"
-                  for pod in objects.pods for c in pod.containers for path in c.env_value_from)
+    for pod in objects.pods:
+        if not pod.node_name and pod.phase == PENDING:  # the others were refused when parsed
+            errors.append(f"Pod {pod.ref}: spec.nodeName: {NODE_NAME_REQUIRED}")
+        errors.extend(f"Pod {pod.ref}: {path}: not supported (give a value)"
+                      for c in pod.containers for path in c.env_value_from)
 
 
 def _check_references(objects: KubeObjects, errors: list[str]) -> None:

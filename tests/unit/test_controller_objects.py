@@ -173,6 +173,11 @@ def test_each_problem_names_object_and_field(text, expected):
     assert any(message.startswith(expected) for message in errors_of(text)), errors_of(text)
 
 
+def test_a_pending_pod_needs_a_node_in_a_file_too():
+    text = pod(spec="containers: [{name: c}]") + "status: {phase: Pending}\n"
+    assert errors_of(text) == ["Pod default/p: spec.nodeName: required (the node the pod runs on)"]
+
+
 def test_all_problems_are_collected():
     text = pod(spec="containers: [{name: c}]") + "---\n" + service("ports: [{port: x}]")
     assert errors_of(text) == [

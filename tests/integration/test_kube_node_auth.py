@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,10 +26,13 @@ from nodemesh.controller.ca.secret import (CA_KEY, ROOT_CERT, ObjectRef, create_
 from nodemesh.controller.ca.store import CaError
 from nodemesh.controller.nodeauth.auth import AuthFailure, CannotAuthenticate, Unauthenticated
 from nodemesh.controller.nodeauth.tokenreview import Expected, TokenReviews
-from nodemesh.tools.kube.controlplane import LocalControlPlane
+from nodemesh.model import Workload
+from nodemesh.tools.kube.controlplane import LocalControlPlane, free_port
+from nodemesh.tools.sim.cluster import nodemesh_argv
 
 from controller_access import sign, start_controller
-from kubeapi import create, kubectl_json, pod_manifest, register_node, unique_name
+from eventually import eventually
+from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -276,3 +281,63 @@ def test_an_agent_signs_for_its_own_nodes_pods_with_its_projected_token(cluster,
             await api.close()
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+def test_nodemesh_controller_kube_serves_agents_by_their_tokens(cluster, tmp_path):
+    """``nodemesh controller --kube`` as the Deployment runs it (POD_NAMESPACE, --server-name),
+    against the real API server: it makes the CA Secret, publishes the roots ConfigMap, and
+    signs a meshed pod's certificate for its node's agent only, verified by the Service name."""
+    cp, ns = cluster.cp, cluster.namespace
+    shop = unique_name("shop")
+    create(cp, {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": shop, "labels": {"nodemesh.io/mesh": "enabled"}}})
+    service_name = f"nodemesh-controller.{ns}.svc"
+    log = tmp_path / "controller.log"
+    try:
+        eventually(lambda: cp.kubectl("get", "serviceaccount", "default", "-n", shop).returncode == 0,
+                   60, what=f"the default ServiceAccount of {shop}")
+        web = create(cp, pod_manifest("web", shop, node=cluster.node_a))
+        set_status(cp, "pod", "web", {"phase": "Running", "podIP": "10.10.1.10",
+                                      "podIPs": [{"ip": "10.10.1.10"}]}, shop)
+        port = free_port()
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                nodemesh_argv("controller", "--kube", "--kubeconfig", str(cp.admin_kubeconfig),
+                              f"--listen=127.0.0.1:{port}", "--metrics-listen=127.0.0.1:0",
+                              f"--server-name={service_name}", "--log-level=info"),
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAMESPACE": ns})
+        try:
+            eventually(lambda: "listening on" in log.read_text(), 60, what="the controller listening")
+            published = kubectl_json(cp, "get", "configmap", "nodemesh-ca-root", "-n", ns)["data"][ROOT_CERT]
+            stored = secret_data(cp, ObjectRef(ns, "nodemesh-ca"))
+            assert base64.b64decode(stored[ROOT_CERT]).decode() == published
+            assert stored[CA_KEY] not in log.read_text()
+            root = tmp_path / "root-cert.pem"
+            root.write_text(published)  # as the DaemonSet mounts it
+
+            def agent(pod: str, node: str) -> CaClient:
+                token_path = tmp_path / f"{pod}.token"
+                token_path.write_text(cluster.token(pod))
+                token_path.chmod(0o400)
+                root_pem, token = read_credentials(root, token_path)
+                return CaClient(ControllerAccess(f"localhost:{port}", root_pem, token, node, service_name))
+
+            workload = Workload(uid=web["metadata"]["uid"], name="web", namespace=shop,
+                                service_account="default", node=cluster.node_a, ip="10.10.1.10",
+                                identity=f"spiffe://cluster.local/ns/{shop}/sa/default")
+
+            async def scenario() -> None:
+                assert await sign(agent("agent-a", cluster.node_a), workload, 10.0)
+                with pytest.raises(SignRefused, match=f"runs on node {cluster.node_a}, not on node "
+                                                      f"{cluster.node_b}"):
+                    await sign(agent("agent-b", cluster.node_b), workload, 10.0)
+                with pytest.raises(SignRefused, match="belongs to the agent on node") as info:
+                    await sign(agent("agent-a", cluster.node_b), workload, 10.0)
+                assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+
+            asyncio.run(scenario())
+        finally:
+            process.terminate()
+            assert process.wait(timeout=20) == 0, log.read_text()
+    finally:
+        cp.kubectl("delete", "namespace", shop, "--wait=false")

@@ -53,7 +53,7 @@ def build(plan: ClusterPlan, names: SimNames) -> None:
         _routes_to_other_nodes(plan, node, names)
         names.agent_cgroup(node.name).mkdir(parents=True, exist_ok=True)
     for pod in plan.pods:
-        _attach_pod(plan.node(pod.node), pod, names)
+        attach_pod(plan.node(pod.node), pod, names)
         names.pod_cgroup(pod.node, pod.namespace, pod.name).mkdir(parents=True, exist_ok=True)
     names.controller_cgroup.mkdir(parents=True, exist_ok=True)
 
@@ -101,7 +101,8 @@ def _routes_to_other_nodes(plan: ClusterPlan, node: NodePlan, names: SimNames) -
                 ipr.route("add", dst=other.pod_cidr, gateway=other.ip)
 
 
-def _attach_pod(node: NodePlan, pod: PodPlan, names: SimNames) -> None:
+def attach_pod(node: NodePlan, pod: PodPlan, names: SimNames) -> None:
+    """The pod's netns, wired to its node: a veth, the gateway, the routes both ways."""
     pod_netns = names.pod_netns(pod.namespace, pod.name)
     netns.create(pod_netns)
     with IPRoute(netns=names.node_netns(node.name)) as ipr:

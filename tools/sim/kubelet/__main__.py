@@ -1,0 +1,3 @@
+from nodemesh.tools.sim.kubelet.main import main
+
+main()

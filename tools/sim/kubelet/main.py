@@ -41,6 +41,10 @@ RELIST_BACKOFF = 1.0
 EXIT_GRACE = 5.0
 
 
+def _ref(pod: dict[str, Any]) -> str:
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
 class Kubelet:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -55,7 +59,9 @@ class Kubelet:
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") and not pod[
                 "metadata"].get("deletionTimestamp"):
             return  # finished before this kubelet started: nothing left to run
-        worker = PodWorker(self.ctx, pod)
+        # A pod of the same name still terminating holds the netns name: the new one waits for it.
+        before = [t for uid, t in self.tasks.items() if self.workers[uid].ref == _ref(pod)]
+        worker = PodWorker(self.ctx, pod, before[0] if before else None)
         worker.update(pod)
         self.workers[uid] = worker
         task = asyncio.create_task(worker.run(), name=f"pod {worker.ref}")
@@ -110,10 +116,11 @@ class Kubelet:
 
     async def shutdown(self) -> None:
         """Stop every pod's processes (the kubelet is going away, its pods with it)."""
-        for task in self.tasks.values():
+        workers, tasks = list(self.workers.values()), list(self.tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        await asyncio.gather(*(w.stop_processes(EXIT_GRACE) for w in list(self.workers.values())))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(w.stop_processes(EXIT_GRACE) for w in workers))
 
 
 async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:

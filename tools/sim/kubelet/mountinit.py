@@ -24,6 +24,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_SLAVE = 1 << 19
+MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -49,6 +50,9 @@ def make(mount: dict) -> None:
     target = mount["target"]
     if mount["kind"] == "cgroup2":
         os.makedirs(target, exist_ok=True)
+        # The kernel will not mount cgroup2 over the host's cgroup2 at the same place (EBUSY):
+        # take the host's off first; in this private namespace that touches nothing outside.
+        _libc.umount2(target.encode(), MNT_DETACH)
         _mount("cgroup2", target, "cgroup2", 0)
         return
     _mount_point(mount["source"], target)

@@ -90,8 +90,10 @@ class _Container:
 
 
 class PodWorker:
-    def __init__(self, ctx: NodeContext, pod: dict[str, Any]) -> None:
+    def __init__(self, ctx: NodeContext, pod: dict[str, Any],
+                 predecessor: asyncio.Task | None = None) -> None:
         self.ctx = ctx
+        self.predecessor = predecessor
         self.pod = pod
         self.uid: str = pod["metadata"]["uid"]
         self.ref = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
@@ -289,10 +291,12 @@ class PodWorker:
 
     # -- the lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
+        if self.predecessor is not None:
+            await asyncio.wait([self.predecessor])
         try:
             dirs = await self._volumes_when_ready()
             if dirs is not None:
-                self._network()
+                await asyncio.to_thread(self._network)  # pyroute2's sync API runs its own loop
                 self._plan(dirs, await self._services())
                 for c in self.containers:
                     self._start(c)
@@ -331,8 +335,10 @@ class PodWorker:
                                                                DEFAULT_GRACE))
 
     async def stop_processes(self, grace: float) -> None:
-        pids = [c.child.pid for c in self.containers if c.child is not None and c.child.poll() is None]
-        await asyncio.to_thread(runtime.stop, pids, grace)
+        """Every process of the pod: ours, and any other in its cgroups (a container's children
+        that left its process group, or what a killed kubelet left behind)."""
+        pids = {c.child.pid for c in self.containers if c.child is not None and c.child.poll() is None}
+        await asyncio.to_thread(runtime.stop, [*pids, *runtime.cgroup_pids(self.cgroup)], grace)
         for c in self.containers:
             if c.child is not None:
                 c.child.wait()
@@ -342,7 +348,8 @@ class PodWorker:
         await self.stop_processes(0.0 if self.gone else self.grace())
         meta = self.pod["metadata"]
         if not self.host_network:
-            runtime.remove_pod_network(self.ctx.names, meta["namespace"], meta["name"])
+            await asyncio.to_thread(runtime.remove_pod_network, self.ctx.names, meta["namespace"],
+                                    meta["name"])
             self.ctx.addresses.release(self.uid)
             addresses.save(self.ctx.addresses_path, self.ctx.addresses)
         runtime.remove_pod_files(self.cgroup, self.ctx.pod_dir(self.uid))

@@ -18,6 +18,7 @@ from typing import Mapping
 
 from pyroute2 import netns
 
+from nodemesh import cgroups
 from nodemesh.tools.sim import topology
 from nodemesh.tools.sim.cleanup import remove_cgroup_tree
 from nodemesh.tools.sim.names import SimNames
@@ -77,6 +78,11 @@ def start(record: ProcessRecord, cgroup: Path) -> subprocess.Popen:
 def stop(pids: list[int], grace: float) -> None:
     """SIGTERM each (and its process group), SIGKILL what is left after ``grace`` seconds."""
     terminate(pids, grace)
+
+
+def cgroup_pids(root: Path) -> list[int]:
+    """The processes in ``root`` and below."""
+    return [pid for d, _, _ in os.walk(root) for pid in cgroups.pids(Path(d))]
 
 
 def remove_pod_files(pod_cgroup: Path, pod_dir: Path) -> None:

@@ -13,6 +13,9 @@ import pytest
 
 from nodemesh.tools.sim.names import SimNames
 
+# a real Kubernetes control plane, for any module (tests/kubeapi.py)
+from kubeapi import control_plane, kube_namespace  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def kernel_prerequisites() -> None:

@@ -1,0 +1,20 @@
+"""Missing Kubernetes binaries are a user's error that says how to get them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodemesh.tools.kube.binaries import KubeError, bin_dir, release
+
+
+def test_the_release_is_the_one_the_build_pins() -> None:
+    go_mod = Path(__file__).parents[2] / "scripts" / "kube" / "go.mod"
+    assert f"require k8s.io/kubernetes {release()}" in go_mod.read_text()
+
+
+def test_missing_binaries_say_to_run_the_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NODEMESH_CACHE", str(tmp_path))
+    with pytest.raises(KubeError, match=r"kube-apiserver.*run scripts/setup.sh --kube"):
+        bin_dir()

@@ -142,7 +142,7 @@ def lay_out(plan: ClusterPlan, names: SimNames, file: Path, extra: ExtraArgs = E
     return state
 
 
-def _ensure_absent(names: SimNames) -> None:
+def ensure_absent(names: SimNames) -> None:
     found = leftovers(names)
     if found:
         raise SimError(f"sim {names.sim!r} is already up (or was left half made: {found[0]}, ...): "
@@ -177,7 +177,7 @@ def up(file: Path, names: SimNames, say: Callable[[str], None],
     """Bring the sim described by ``file`` up, with a Prometheus on the host's
     ``prometheus_port`` if given; on any failure leave nothing behind."""
     require_root()
-    _ensure_absent(names)
+    ensure_absent(names)
     if prometheus_port is not None:
         prometheus.preflight(prometheus_port)
     names.logs_dir.mkdir(parents=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path, PurePosixPath
@@ -123,6 +124,26 @@ class Kubelet:
         await asyncio.gather(*(w.stop_processes(EXIT_GRACE) for w in workers))
 
 
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stopping``, in this process only.
+
+    Not ``loop.add_signal_handler``: its wakeup fd is inherited by the helper children pyroute2
+    forks to work in a netns, and a SIGTERM pyroute2 sends its own child reached this loop
+    through it, stopping the kubelet. A forked child gets the default action instead.
+    """
+    me = os.getpid()
+
+    def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != me:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        loop.call_soon_threadsafe(stopping.set)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:
     unified = cgroups.unified_root()
     if unified is None:
@@ -143,12 +164,11 @@ async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:
         log.info("node %s registered and Ready", info.name)
         kubelet = Kubelet(ctx)
         stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        loop.add_signal_handler(signal.SIGINT, stopping.set)
+        _on_stop_signals(asyncio.get_running_loop(), stopping)
         work = [asyncio.create_task(keep_alive(api, info, node_uid, since)),
                 asyncio.create_task(kubelet.watch())]
         await stopping.wait()
+        log.info("stopping: the pods' processes go first")
         for task in work:
             task.cancel()
         await asyncio.gather(*work, return_exceptions=True)

@@ -133,9 +133,13 @@ def status(sim: str, output: str) -> None:
                + (f"; prometheus at {s['prometheus']['url']}" if s["prometheus"] else "") + "\n")
     click.echo(_table(["NODE", "IP", "POD CIDR"],
                       [[n, v["ip"], v["pod_cidr"]] for n, v in s["nodes"].items()]) + "\n")
-    click.echo(_table(["POD", "IP", "NODE", "MESHED", "RUNNING"],
-                      [[ref, p["ip"], p["node"], _yes_no(p["meshed"]),
-                        f"{p['running']}/{p['containers']}"] for ref, p in s["pods"].items()]) + "\n")
+    if "kubeconfig" in s["controller"]:  # --kube: the API server knows the pods
+        click.echo(f"pods: `kubectl get pods -A -o wide` with KUBECONFIG={s['controller']['kubeconfig']} "
+                   f"(API server forwarded at https://127.0.0.1:{s['controller']['kube_port']})\n")
+    else:
+        click.echo(_table(["POD", "IP", "NODE", "MESHED", "RUNNING"],
+                          [[ref, p["ip"], p["node"], _yes_no(p["meshed"]),
+                            f"{p['running']}/{p['containers']}"] for ref, p in s["pods"].items()]) + "\n")
     if s["services"]:
         click.echo(_table(["SERVICE", "VIP", "PORTS"],
                           [[ref, v["vip"], " ".join(f"{p}->{t}" for p, t in v["ports"].items())]

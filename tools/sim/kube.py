@@ -29,11 +29,10 @@ from nodemesh.tools.kube.controlplane import free_port
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
 from nodemesh.tools.kube.pki import ClusterPki
 from nodemesh.tools.sim import topology
-from nodemesh.tools.sim.cleanup import down
-from nodemesh.tools.sim.cluster import ensure_absent, start_components
+from nodemesh.tools.sim.cluster import making, mark_ready, start_components
 from nodemesh.tools.sim.names import CONTROLLER_IP, SimError, SimNames
 from nodemesh.tools.sim.plan import ClusterPlan, NodePlan
-from nodemesh.tools.sim.process import process_env, require_root
+from nodemesh.tools.sim.process import process_env
 from nodemesh.tools.sim.state import ProcessRecord, SimState
 
 NODES_READY_TIMEOUT = 120.0
@@ -89,12 +88,9 @@ def _wait_nodes(names: SimNames, state: SimState, nodes: list[str]) -> None:
 
 def up_kube(names: SimNames, say: Callable[[str], None], nodes: int, kube_port: int) -> SimState:
     """Bring a kube-mode sim up; on any failure leave nothing behind."""
-    require_root()
-    ensure_absent(names)
     planned = node_plan(nodes)
     host_port = kube_port or free_port()
-    names.logs_dir.mkdir(parents=True)
-    try:
+    with making(names):
         plan = ClusterPlan(nodes=tuple(n for n, _ in planned), pods=())
         state = SimState(sim=names.sim, file=KUBE_FILE,
                          controller={"address": f"{CONTROLLER_IP}:{kube.APISERVER_PORT}",
@@ -137,9 +133,4 @@ def up_kube(names: SimNames, say: Callable[[str], None], nodes: int, kube_port: 
                                      names.component_log), str(cgroup))
         start(proxies)
         say("kube-proxy ready on every node")
-        state.phase = "ready"
-        state.save(names)
-        return state
-    except BaseException:
-        down(names)
-        raise
+        return mark_ready(state, names)

@@ -1,3 +1,4 @@
 from nodemesh.tools.sim.kubelet.main import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -106,3 +106,64 @@ def test_a_pod_runs_reports_ready_gets_a_token_and_goes(control_plane, kube_name
     assert start_time(pid) != started  # the process is gone
     assert names.pod_netns(kube_namespace, "web") not in netns.listnetns()
     assert kubelet.poll() is None
+
+
+AGENT_LIKE = """
+set -e
+cat /proc/self/cgroup
+grep -w cgroup2 /proc/self/mounts
+ls /sys/fs/cgroup/unified
+ls /sys/fs/bpf
+cat /var/run/nodemesh/ca/root-cert.pem; echo
+stat -c 'token %a' /var/run/secrets/nodemesh/token
+echo "node $NODE_NAME"
+exec sleep infinity
+"""
+
+
+def test_a_host_network_pod_sees_the_node_as_its_host(control_plane, kube_namespace, sim_node):
+    """The agent DaemonSet's shape: hostNetwork, the node's cgroup and bpffs as the host's, a
+    ConfigMap that does not exist yet (the pod waits for it) and a token for audience nodemesh."""
+    names, node, _ = sim_node
+    (names.node_bpf_dir(node) / "marker").mkdir(parents=True)
+    create(control_plane, {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "agent", "namespace": kube_namespace},
+                           "spec": {"nodeName": node, "hostNetwork": True, "containers": [{
+                               "name": "agent", "image": "nodemesh/agent",
+                               "command": ["sh", "-c", AGENT_LIKE],
+                               "env": [{"name": "NODE_NAME",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                               "volumeMounts": [
+                                   {"name": "bpf", "mountPath": "/sys/fs/bpf"},
+                                   {"name": "cgroup", "mountPath": "/sys/fs/cgroup"},
+                                   {"name": "ca", "mountPath": "/var/run/nodemesh/ca"},
+                                   {"name": "token", "mountPath": "/var/run/secrets/nodemesh"}]}],
+                               "volumes": [
+                                   {"name": "bpf", "hostPath": {"path": "/sys/fs/bpf"}},
+                                   {"name": "cgroup", "hostPath": {"path": "/sys/fs/cgroup"}},
+                                   {"name": "ca", "configMap": {"name": "nodemesh-ca-root"}},
+                                   {"name": "token", "projected": {"defaultMode": 0o400, "sources": [
+                                       {"serviceAccountToken": {"audience": "nodemesh",
+                                                                "expirationSeconds": 3600,
+                                                                "path": "token"}}]}}]}})
+
+    def phase():
+        return kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["status"].get("phase")
+
+    eventually(lambda: phase() == "Pending", WAIT, interval=0.2, what="the pod reported Pending")
+    log = names.pod_log(kube_namespace, "agent", "agent")
+    assert not log.exists()  # waiting for its ConfigMap
+    create(control_plane, {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "nodemesh-ca-root", "namespace": kube_namespace},
+                           "data": {"root-cert.pem": "ROOT"}})
+    eventually(lambda: phase() == "Running", WAIT, interval=0.2, what="the pod Running once its ConfigMap exists")
+    text = eventually(lambda: log.exists() and f"node {node}" in log.read_text() and log.read_text(),
+                      WAIT, interval=0.2, what="the container's report")
+    output = text.split("\n", 1)[1]  # below the kubelet's own "starting: ..." line
+    uid = kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["metadata"]["uid"]
+    assert f"0::/kubepods/besteffort/pod{uid}/agent\n" in output  # a cgroup namespace rooted at the node
+    assert "\nkubepods\n" in output and f"nodemesh-{names.sim}" not in output  # cgroup2 is the node's
+    assert "\nmarker\n" in output  # /sys/fs/bpf is the node's own directory
+    assert "ROOT" in output and "token 400" in output
+    pod = kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)
+    assert pod["status"]["podIP"] == "172.30.0.1"

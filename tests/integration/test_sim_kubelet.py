@@ -167,3 +167,29 @@ def test_a_host_network_pod_sees_the_node_as_its_host(control_plane, kube_namesp
     assert "ROOT" in output and "token 400" in output
     pod = kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)
     assert pod["status"]["podIP"] == "172.30.0.1"
+
+
+def sleeper(name: str, namespace: str, node: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "main", "image": "x", "command": ["sleep", "infinity"]}]}}
+
+
+def test_the_kubelet_relists_after_its_watch_is_gone(control_plane, kube_namespace, sim_node):
+    """A compacted etcd and a restarted API server (410 Gone for the old resourceVersion): pods
+    made afterwards still run, and the Node stays Ready."""
+    names, node, kubelet = sim_node
+
+    def running(name):
+        pod = kubectl_json(control_plane, "get", "pod", name, "-n", kube_namespace)
+        return pod["status"].get("phase") == "Running"
+
+    create(control_plane, sleeper("before", kube_namespace, node))
+    eventually(lambda: running("before"), WAIT, interval=0.2, what="the first pod Running")
+    control_plane.compact_etcd()
+    create(control_plane, sleeper("after", kube_namespace, node))
+    eventually(lambda: running("after"), WAIT, interval=0.2, what="a pod made after the compaction Running")
+    ready = [c for c in kubectl_json(control_plane, "get", "node", node)["status"]["conditions"]
+             if c["type"] == "Ready"]
+    assert ready[0]["status"] == "True"
+    assert kubelet.poll() is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -51,6 +52,8 @@ VOLUME_RETRY = 2.0
 TOKEN_REFRESH = 0.8  # of a token's lifetime
 DEFAULT_GRACE = 30
 MERGE_PATCH = "application/merge-patch+json"
+# What a call to the API server may meet that the next try may not: the worker waits and retries.
+TRANSIENT = (ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 @dataclass
@@ -194,10 +197,10 @@ class PodWorker:
             try:
                 return await self._write_volumes()
             except VolumeNotReady as exc:
-                for c in self.containers:
-                    c.state.waiting_reason = "ContainerCreating"
                 log.info("%s: waiting: %s", self.ref, exc)
                 await self._patch_status()
+            except TRANSIENT as exc:
+                log.warning("%s: cannot fetch its volumes yet (retrying): %s", self.ref, exc)
             try:
                 await asyncio.wait_for(self.deleting.wait(), VOLUME_RETRY)
                 return None
@@ -222,6 +225,14 @@ class PodWorker:
         if ns != "default":
             found += (await get_json(self.ctx.core.list_namespaced_service, "default"))["items"]
         return found
+
+    async def _retrying(self, call: Any) -> Any:
+        while True:
+            try:
+                return await call()
+            except TRANSIENT as exc:
+                log.warning("%s: %s (retrying)", self.ref, exc)
+                await asyncio.sleep(VOLUME_RETRY)
 
     def _plan(self, dirs: dict[str, str], services: list[dict[str, Any]]) -> None:
         view = self._view()
@@ -285,9 +296,8 @@ class PodWorker:
             await self.ctx.core.patch_namespaced_pod_status(
                 meta["name"], meta["namespace"], {"status": status}, _content_type=MERGE_PATCH)
             self.last_status = status
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("%s: status update failed: %s %s", self.ref, exc.status, exc.reason)
+        except TRANSIENT as exc:  # sent again next tick: last_status still differs
+            log.warning("%s: status update failed (retrying): %s", self.ref, exc)
 
     # -- the lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
@@ -297,7 +307,7 @@ class PodWorker:
             dirs = await self._volumes_when_ready()
             if dirs is not None:
                 await asyncio.to_thread(self._network)  # pyroute2's sync API runs its own loop
-                self._plan(dirs, await self._services())
+                self._plan(dirs, await self._retrying(self._services))
                 for c in self.containers:
                     self._start(c)
                 await self._loop(dirs)
@@ -321,7 +331,11 @@ class PodWorker:
                     self._start(c)
                 await self._probe(c, now)
             if self.token_refresh_at is not None and now >= self.token_refresh_at:
-                await self._write_volumes()
+                try:
+                    await self._write_volumes()
+                except (VolumeNotReady, *TRANSIENT) as exc:  # the files it has stay meanwhile
+                    log.warning("%s: volumes not refreshed (retrying): %s", self.ref, exc)
+                    self.token_refresh_at = now + VOLUME_RETRY
             await self._patch_status()
             try:
                 await asyncio.wait_for(self.deleting.wait(), TICK)
@@ -354,12 +368,17 @@ class PodWorker:
             addresses.save(self.ctx.addresses_path, self.ctx.addresses)
         runtime.remove_pod_files(self.cgroup, self.ctx.pod_dir(self.uid))
         if not self.gone:
-            try:
-                await self.ctx.core.delete_namespaced_pod(
-                    meta["name"], meta["namespace"], grace_period_seconds=0,
-                    body=client.V1DeleteOptions(grace_period_seconds=0,
-                                                preconditions=client.V1Preconditions(uid=self.uid)))
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
+            await self._retrying(self._final_delete)
         log.info("%s: removed", self.ref)
+
+    async def _final_delete(self) -> None:
+        """The kubelet's last word on a pod: gone now (404: already; 409: another pod's UID)."""
+        meta = self.pod["metadata"]
+        try:
+            await self.ctx.core.delete_namespaced_pod(
+                meta["name"], meta["namespace"], grace_period_seconds=0,
+                body=client.V1DeleteOptions(grace_period_seconds=0,
+                                            preconditions=client.V1Preconditions(uid=self.uid)))
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise

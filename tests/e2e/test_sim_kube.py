@@ -106,6 +106,17 @@ def ready_endpoints() -> list[str]:
                   if e.get("conditions", {}).get("ready"))
 
 
+def proxied_everywhere(names: SimNames, endpoints: list[str]) -> bool:
+    """Whether every node's kube-proxy has programmed DNAT to each of ``endpoints``: a ready
+    EndpointSlice is not yet a synced proxy (kube-proxy syncs at most once a second)."""
+    for node in ("node-a", "node-b", "node-c"):
+        rules = subprocess.run(["ip", "netns", "exec", names.node_netns(node), "iptables-save", "-t", "nat"],
+                               capture_output=True, text=True, check=True).stdout
+        if not all(f"--to-destination {ip}:8080" in rules for ip in endpoints):
+            return False
+    return True
+
+
 def running_pods(app: str) -> list[dict]:
     pods = kubectl("get", "pods", "-n", "shop", "-l", f"app={app}", "-o", "json")["items"]
     return [p for p in pods if p["status"].get("phase") == "Running"
@@ -128,10 +139,16 @@ def test_a_deployment_runs_on_sim_nodes_and_its_service_answers(kube_sim: SimNam
     ips = sorted(p["status"]["podIP"] for p in pods)
     eventually(lambda: ready_endpoints() == ips, WAIT, interval=0.2, what="an EndpointSlice of the 2 pods")
 
+    eventually(lambda: proxied_everywhere(kube_sim, ips), WAIT, interval=0.2,
+               what="kube-proxy's rules for the 2 endpoints on every node")
     kubectl("apply", "-f", "-", input=CLIENT)
-    eventually(lambda: kubectl("get", "pod", "client", "-n", "shop", "-o", "json")["status"].get("phase")
-               == "Succeeded", WAIT, interval=0.2, what="the client pod to finish")
-    tally = json.loads(kube_sim.pod_log("shop", "client", "client").read_text().splitlines()[-1])
+    phase = eventually(lambda: kubectl("get", "pod", "client", "-n", "shop", "-o", "json")["status"].get("phase")
+                       in ("Succeeded", "Failed") and kubectl("get", "pod", "client", "-n", "shop", "-o",
+                                                              "json")["status"]["phase"],
+                       WAIT, interval=0.2, what="the client pod to finish")
+    output = kube_sim.pod_log("shop", "client", "client").read_text()
+    assert phase == "Succeeded", output
+    tally = json.loads(output.splitlines()[-1])
     assert tally["ok"] == 20 and tally["failed"] == 0, tally
     assert set(tally["servers"]) <= {p["metadata"]["name"] for p in pods}
 
@@ -139,3 +156,7 @@ def test_a_deployment_runs_on_sim_nodes_and_its_service_answers(kube_sim: SimNam
     kubectl("scale", "-n", "shop", "deployment/catalog", "--replicas=4")
     eventually(lambda: len(ready_endpoints()) == 4, WAIT, interval=0.2, what="4 ready endpoints")
     print(f"scaled to 4 endpoints in {time.monotonic() - began:.1f} s")
+    kubectl("scale", "-n", "shop", "deployment/catalog", "--replicas=8")
+    eventually(lambda: len(ready_endpoints()) == 8, WAIT, interval=0.2, what="8 ready endpoints")
+    status = json.loads(sim("status", "-o", "json").stdout)
+    assert all(p["alive"] for p in status["processes"].values()), status["processes"]  # kubelets too

@@ -69,6 +69,27 @@ spec:
               --count, "20", -o, json]
 """
 
+IN_CLUSTER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: incluster, namespace: shop}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: nodemesh/app
+    command: [python3, -c]
+    args:
+    - |
+      import asyncio
+      from kubernetes_asyncio import client
+      from nodemesh.controller.apiclient import connect
+      async def main():
+          async with await connect(None) as api:
+              print("version", (await client.VersionApi(api).get_code()).git_version)
+      asyncio.run(main())
+"""
+
 
 def sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     done = subprocess.run([NODEMESH, "sim", *args, "--name", SIM], capture_output=True, text=True,
@@ -151,6 +172,13 @@ def test_a_deployment_runs_on_sim_nodes_and_its_service_answers(kube_sim: SimNam
     tally = json.loads(output.splitlines()[-1])
     assert tally["ok"] == 20 and tally["failed"] == 0, tally
     assert set(tally["servers"]) <= {p["metadata"]["name"] for p in pods}
+
+    # the injected kube-api-access volume and KUBERNETES_SERVICE_HOST: an in-cluster client works
+    kubectl("apply", "-f", "-", input=IN_CLUSTER)
+    eventually(lambda: kubectl("get", "pod", "incluster", "-n", "shop", "-o", "json")["status"].get("phase")
+               in ("Succeeded", "Failed"), WAIT, interval=0.2, what="the in-cluster client to finish")
+    output = kube_sim.pod_log("shop", "incluster", "main").read_text()
+    assert "version v1.36.3" in output, output
 
     began = time.monotonic()
     kubectl("scale", "-n", "shop", "deployment/catalog", "--replicas=4")

@@ -94,6 +94,15 @@ def _join_bridge(bridge: IPRoute, port: str, peer_netns: str, address: str,
         peer.addr("add", index=_up(peer, UPLINK_IFNAME), address=address, prefixlen=BRIDGE_PREFIXLEN)
 
 
+def route_pods_from_controller(plan: ClusterPlan, names: SimNames) -> None:
+    """Routes from the controller's netns to every node's pod CIDR via that node (``sim up
+    --kube``: pods reach the API server through the ``kubernetes`` Service unmasqueraded, so its
+    answers go to pod IPs). The file mode needs none: only agents, on node IPs, talk to it."""
+    with IPRoute(netns=names.controller_netns) as ipr:
+        for node in plan.nodes:
+            ipr.route("add", dst=node.pod_cidr, gateway=node.ip)
+
+
 def _routes_to_other_nodes(plan: ClusterPlan, node: NodePlan, names: SimNames) -> None:
     with IPRoute(netns=names.node_netns(node.name)) as ipr:
         for other in plan.nodes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,7 @@ def test_a_pod_runs_reports_ready_gets_a_token_and_goes(control_plane, kube_name
                WAIT, interval=0.2, what="the Node registered")
     labels = kubectl_json(control_plane, "get", "node", node)["metadata"]["labels"]
     assert labels["topology.kubernetes.io/zone"] == "zone-1"
+    began = time.monotonic()
     create(control_plane, {"apiVersion": "v1", "kind": "Pod",
                            "metadata": {"name": "web", "namespace": kube_namespace},
                            "spec": {"nodeName": node, "containers": [{
@@ -80,6 +82,7 @@ def test_a_pod_runs_reports_ready_gets_a_token_and_goes(control_plane, kube_name
         return pod
 
     pod = eventually(ready, WAIT, interval=0.2, what="the pod Running and Ready")
+    print(f"pod Ready {time.monotonic() - began:.1f} s after it was created")
     assert pod["status"]["podIP"].startswith("10.10.1.")
     assert pod["status"]["hostIP"] == "172.30.0.1"
     uid = pod["metadata"]["uid"]

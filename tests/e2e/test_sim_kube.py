@@ -56,39 +56,33 @@ spec:
   ports: [{name: tcp, port: 80, targetPort: http}]
 """
 
-CLIENT = """
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: shop}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: client
-    image: nodemesh/app
-    command: [python3, -m, nodemesh.tools.apps.client, "$(CATALOG_SERVICE_HOST):$(CATALOG_SERVICE_PORT)",
-              --count, "20", -o, json]
+IN_CLUSTER = """
+import asyncio
+from kubernetes_asyncio import client
+from nodemesh.controller.apiclient import connect
+async def main():
+    async with await connect(None) as api:
+        print("version", (await client.VersionApi(api).get_code()).git_version)
+asyncio.run(main())
 """
 
-IN_CLUSTER = """
-apiVersion: v1
-kind: Pod
-metadata: {name: incluster, namespace: shop}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: main
-    image: nodemesh/app
-    command: [python3, -c]
-    args:
-    - |
-      import asyncio
-      from kubernetes_asyncio import client
-      from nodemesh.controller.apiclient import connect
-      async def main():
-          async with await connect(None) as api:
-              print("version", (await client.VersionApi(api).get_code()).git_version)
-      asyncio.run(main())
-"""
+
+def one_shot(name: str, *command: str) -> str:
+    """A Pod (as JSON, which kubectl applies) that runs ``command`` once in shop."""
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop"},
+                       "spec": {"restartPolicy": "Never", "containers": [
+                           {"name": "main", "image": "nodemesh/app", "command": list(command)}]}})
+
+
+def finished(name: str) -> str:
+    """The log of one-shot pod ``name`` once it is done; fails the test with it unless it succeeded."""
+    phase = eventually(lambda: kubectl("get", "pod", name, "-n", "shop", "-o", "json")["status"].get("phase")
+                       in ("Succeeded", "Failed") and kubectl("get", "pod", name, "-n", "shop", "-o",
+                                                              "json")["status"]["phase"],
+                       WAIT, interval=0.2, what=f"pod {name} to finish")
+    output = SimNames(SIM).pod_log("shop", name, "main").read_text()
+    assert phase == "Succeeded", output
+    return output
 
 
 def sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -162,22 +156,17 @@ def test_a_deployment_runs_on_sim_nodes_and_its_service_answers(kube_sim: SimNam
 
     eventually(lambda: proxied_everywhere(kube_sim, ips), WAIT, interval=0.2,
                what="kube-proxy's rules for the 2 endpoints on every node")
-    kubectl("apply", "-f", "-", input=CLIENT)
-    phase = eventually(lambda: kubectl("get", "pod", "client", "-n", "shop", "-o", "json")["status"].get("phase")
-                       in ("Succeeded", "Failed") and kubectl("get", "pod", "client", "-n", "shop", "-o",
-                                                              "json")["status"]["phase"],
-                       WAIT, interval=0.2, what="the client pod to finish")
-    output = kube_sim.pod_log("shop", "client", "client").read_text()
-    assert phase == "Succeeded", output
+    kubectl("apply", "-f", "-", input=one_shot("client", "python3", "-m", "nodemesh.tools.apps.client",
+                                               "$(CATALOG_SERVICE_HOST):$(CATALOG_SERVICE_PORT)",
+                                               "--count", "20", "-o", "json"))
+    output = finished("client")
     tally = json.loads(output.splitlines()[-1])
     assert tally["ok"] == 20 and tally["failed"] == 0, tally
     assert set(tally["servers"]) <= {p["metadata"]["name"] for p in pods}
 
     # the injected kube-api-access volume and KUBERNETES_SERVICE_HOST: an in-cluster client works
-    kubectl("apply", "-f", "-", input=IN_CLUSTER)
-    eventually(lambda: kubectl("get", "pod", "incluster", "-n", "shop", "-o", "json")["status"].get("phase")
-               in ("Succeeded", "Failed"), WAIT, interval=0.2, what="the in-cluster client to finish")
-    output = kube_sim.pod_log("shop", "incluster", "main").read_text()
+    kubectl("apply", "-f", "-", input=one_shot("incluster", "python3", "-c", IN_CLUSTER))
+    output = finished("incluster")
     assert "version v1.36.3" in output, output
 
     began = time.monotonic()

@@ -30,7 +30,8 @@ from nodemesh.controller.apiclient import connect
 from nodemesh.tools.sim.kubelet import addresses
 from nodemesh.tools.sim.kubelet.node import keep_alive, register
 from nodemesh.tools.sim.kubelet.nodeobject import NodeInfo
-from nodemesh.tools.sim.kubelet.pods import NodeContext, PodWorker, get_json
+from nodemesh.tools.sim.kubelet.pods import NodeContext, PodWorker
+from nodemesh.tools.sim.kubelet.podvolumes import get_json
 from nodemesh.tools.sim.kubelet.volumes import HostView
 from nodemesh.tools.sim.names import SimError, SimNames
 from nodemesh.tools.sim.plan import NodePlan

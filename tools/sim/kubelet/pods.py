@@ -16,7 +16,7 @@ import logging
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,24 +24,14 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from nodemesh.tools.sim import process
-from nodemesh.tools.sim.kubelet import addresses, runtime
+from nodemesh.tools.sim.kubelet import addresses, podvolumes, runtime
 from nodemesh.tools.sim.kubelet.backoff import Backoff, should_restart
 from nodemesh.tools.sim.kubelet.envvars import PodSpecError, container_argv, container_env
 from nodemesh.tools.sim.kubelet.podstatus import ContainerState, pod_status
+from nodemesh.tools.sim.kubelet.podvolumes import get_json
 from nodemesh.tools.sim.kubelet.probes import ProbeState, run_probe
 from nodemesh.tools.sim.kubelet.qos import pod_cgroup
-from nodemesh.tools.sim.kubelet.volumes import (
-    Fetched,
-    HostView,
-    TokenNeed,
-    VolumeNotReady,
-    configmap_data,
-    is_kubelet_volume,
-    mount_plan,
-    needs,
-    secret_data,
-    volume_files,
-)
+from nodemesh.tools.sim.kubelet.volumes import HostView, VolumeNotReady, mount_plan
 from nodemesh.tools.sim.names import SimNames
 from nodemesh.tools.sim.plan import NodePlan
 
@@ -73,12 +63,6 @@ class NodeContext:
 
     def pod_dir(self, uid: str) -> Path:
         return self.names.kubelet_dir(self.node.name) / "pods" / uid
-
-
-async def get_json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """A client call's response as the API's own JSON (camelCase dicts, what the plans read)."""
-    response = await call(*args, _preload_content=False, **kwargs)
-    return json.loads(await response.read())
 
 
 @dataclass
@@ -135,61 +119,11 @@ class PodWorker:
         return pod_cgroup(Path(self.ctx.names.node_cgroup(self.ctx.node.name)), self.pod["spec"], self.uid)
 
     # -- volumes -------------------------------------------------------------------------
-    async def _fetch(self, volumes: list[dict[str, Any]]) -> Fetched:
-        configmaps: dict[str, Any] = {}
-        secrets: dict[str, Any] = {}
-        tokens: dict[TokenNeed, str] = {}
-        ns = self.pod["metadata"]["namespace"]
-        lifetimes = []
-        for volume in volumes:
-            cms, secs, toks = needs(volume)
-            for name in cms - configmaps.keys():
-                configmaps[name] = await self._get_data(self.ctx.core.read_namespaced_config_map,
-                                                        name, ns, configmap_data)
-            for name in secs - secrets.keys():
-                secrets[name] = await self._get_data(self.ctx.core.read_namespaced_secret, name, ns,
-                                                     secret_data)
-            for need in toks - tokens.keys():
-                tokens[need] = await self._token(need)
-                lifetimes.append(need.expiration)
-        if lifetimes:
-            self.token_refresh_at = time.monotonic() + TOKEN_REFRESH * min(lifetimes)
-        return Fetched(configmaps, secrets, tokens)
-
-    async def _get_data(self, call: Any, name: str, ns: str, decode: Any) -> Any:
-        try:
-            return decode(await get_json(call, name, ns))
-        except ApiException as exc:
-            if exc.status in (403, 404):  # the Node authorizer says 403 until the object exists
-                return None
-            raise
-
-    async def _token(self, need: TokenNeed) -> str:
-        meta = self.pod["metadata"]
-        spec: dict[str, Any] = {"expirationSeconds": need.expiration,
-                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
-                                                   "name": meta["name"], "uid": meta["uid"]}}
-        if need.audience:
-            spec["audiences"] = [need.audience]
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-        answer = await get_json(self.ctx.core.create_namespaced_service_account_token,
-                                self.pod["spec"].get("serviceAccountName", "default"),
-                                meta["namespace"], body)
-        return answer["status"]["token"]
-
     async def _write_volumes(self) -> dict[str, str]:
-        """Every kubelet-made volume's files; their directories by volume name."""
-        volumes = [v for v in self.pod["spec"].get("volumes") or [] if is_kubelet_volume(v)]
-        fetched = await self._fetch(volumes)
-        dirs = {}
-        view = self._view()
-        for volume in volumes:
-            directory = self.ctx.pod_dir(self.uid) / "volumes" / volume["name"]
-            if "emptyDir" in volume:
-                directory.mkdir(parents=True, exist_ok=True)
-            else:
-                runtime.write_files(directory, volume_files(view, volume, fetched))
-            dirs[volume["name"]] = str(directory)
+        dirs, lifetime = await podvolumes.write(self.ctx.core, self._view(),
+                                                self.ctx.pod_dir(self.uid) / "volumes")
+        if lifetime is not None:
+            self.token_refresh_at = time.monotonic() + TOKEN_REFRESH * lifetime
         return dirs
 
     async def _volumes_when_ready(self) -> dict[str, str] | None:

@@ -67,10 +67,10 @@ asyncio.run(main())
 """
 
 
-def one_shot(name: str, *command: str) -> str:
+def one_shot(name: str, *command: str, **spec: Any) -> str:
     """A Pod (as JSON, which kubectl applies) that runs ``command`` once in shop."""
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop"},
-                       "spec": {"restartPolicy": "Never", "containers": [
+                       "spec": {"restartPolicy": "Never", **spec, "containers": [
                            {"name": "main", "image": "nodemesh/app", "command": list(command)}]}})
 
 
@@ -109,7 +109,11 @@ def kube_sim() -> Iterator[SimNames]:
     assert f"export KUBECONFIG={names.admin_kubeconfig}" in up.stdout
     try:
         yield names
-    finally:
+    finally:  # what the test saw, shown when it failed
+        print(subprocess.run([str(KUBECTL), f"--kubeconfig={names.admin_kubeconfig}", "get", "pods", "-A",
+                              "-o", "wide"], capture_output=True, text=True).stdout)
+        for log in sorted(names.logs_dir.glob("kubelet.*.log")):
+            print(log.name, "".join(log.read_text().splitlines(keepends=True)[-15:]))
         sim("down")
         assert leftovers(names) == []
 
@@ -156,13 +160,15 @@ def test_a_deployment_runs_on_sim_nodes_and_its_service_answers(kube_sim: SimNam
 
     eventually(lambda: proxied_everywhere(kube_sim, ips), WAIT, interval=0.2,
                what="kube-proxy's rules for the 2 endpoints on every node")
-    kubectl("apply", "-f", "-", input=one_shot("client", "python3", "-m", "nodemesh.tools.apps.client",
-                                               "$(CATALOG_SERVICE_HOST):$(CATALOG_SERVICE_PORT)",
-                                               "--count", "20", "-o", "json"))
-    output = finished("client")
-    tally = json.loads(output.splitlines()[-1])
-    assert tally["ok"] == 20 and tally["failed"] == 0, tally
-    assert set(tally["servers"]) <= {p["metadata"]["name"] for p in pods}
+    client = ("python3", "-m", "nodemesh.tools.apps.client", "$(CATALOG_SERVICE_HOST):$(CATALOG_SERVICE_PORT)",
+              "--count", "20", "-o", "json")
+    kubectl("apply", "-f", "-", input=one_shot("client", *client))
+    # a host-network process too (as the agent reaching the controller's Service)
+    kubectl("apply", "-f", "-", input=one_shot("hostclient", *client, hostNetwork=True))
+    for name in ("client", "hostclient"):
+        tally = json.loads(finished(name).splitlines()[-1])
+        assert tally["ok"] == 20 and tally["failed"] == 0, tally
+        assert set(tally["servers"]) <= {p["metadata"]["name"] for p in pods}
 
     # the injected kube-api-access volume and KUBERNETES_SERVICE_HOST: an in-cluster client works
     kubectl("apply", "-f", "-", input=one_shot("incluster", "python3", "-c", IN_CLUSTER))

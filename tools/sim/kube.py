@@ -5,7 +5,8 @@ server). Node i (0-based) is ``node-<letter>`` at 172.30.0.<i+1> with podCIDR
 10.10.<i+1>.0/24 (as controller/model/ipam.py) in zone ``zone-<i // 2 + 1>``: nodes pair up
 in zones (node-a and node-b in zone-1, node-c in zone-2), so locality has a same-zone and a
 cross-zone peer from three nodes on; the controller's netns routes to every pod CIDR (pods
-reach the API server). Steps, each recorded in state.json before it is taken:
+reach the API server), each node's netns routes the Service CIDR to its uplink (kube-proxy
+rewrites host-network connects to ClusterIPs after the route lookup). Steps, each recorded in state.json before it is taken:
 etcd and the API server in the controller's netns with a forward from the host's
 127.0.0.1:PORT (the admin kubeconfig points there), the controller-manager and scheduler
 (after /readyz: RBAC must be bootstrapped), a sim kubelet per node (in the node's netns, as
@@ -25,7 +26,7 @@ from typing import Callable
 
 from nodemesh.tools.kube import sim as kube
 from nodemesh.tools.kube.binaries import KUBECTL
-from nodemesh.tools.kube.components import Layout
+from nodemesh.tools.kube.components import SERVICE_CIDR, Layout
 from nodemesh.tools.kube.controlplane import free_port
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
 from nodemesh.tools.kube.pki import ClusterPki
@@ -105,6 +106,7 @@ def up_kube(names: SimNames, say: Callable[[str], None], nodes: int, kube_port: 
         state.save(names)
         topology.build(plan, names)
         topology.route_pods_from_controller(plan, names)
+        topology.route_services_from_nodes(plan, names, SERVICE_CIDR)
         layout = kube.prepare_sim(names.kube_dir, names.admin_kubeconfig, host_port)
         cp_netns = names.netns_path(names.controller_netns)
 

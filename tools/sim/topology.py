@@ -103,6 +103,15 @@ def route_pods_from_controller(plan: ClusterPlan, names: SimNames) -> None:
             ipr.route("add", dst=node.pod_cidr, gateway=node.ip)
 
 
+def route_services_from_nodes(plan: ClusterPlan, names: SimNames, service_cidr: str) -> None:
+    """A route for ``service_cidr`` in every node's netns (``sim up --kube``), as a real node's
+    default route: a host-network process's connect to a ClusterIP needs a route before
+    kube-proxy's OUTPUT rules can rewrite it to an endpoint (else ENETUNREACH at once)."""
+    for node in plan.nodes:
+        with IPRoute(netns=names.node_netns(node.name)) as ipr:
+            ipr.route("add", dst=service_cidr, oif=ipr.link_lookup(ifname=UPLINK_IFNAME)[0])
+
+
 def _routes_to_other_nodes(plan: ClusterPlan, node: NodePlan, names: SimNames) -> None:
     with IPRoute(netns=names.node_netns(node.name)) as ipr:
         for other in plan.nodes:

@@ -38,7 +38,8 @@ from nodemesh.tools.sim.process import process_env
 from nodemesh.tools.sim.state import ProcessRecord, SimState
 
 NODES_READY_TIMEOUT = 120.0
-KUBE_FILE = "(kube)"  # what state.json's "file" says of a sim driven by the API server
+KUBE_FILE = "(kube)"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"  # what state.json's "file" says of a sim driven by the API server
 
 
 def kubelet_component(node: str) -> str:
@@ -74,8 +75,14 @@ def _ready_nodes(names: SimNames) -> set[str]:
                            "json"], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         return set()
-    return {n["metadata"]["name"] for n in json.loads(done.stdout)["items"]
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
+    return {n["metadata"]["name"] for n in json.loads(done.stdout)["items"] if _schedulable(n)}
+
+
+def _schedulable(node: dict) -> bool:
+    """Ready, and the not-ready taint the API server puts on a new Node lifted by the node
+    lifecycle controller: only then does the scheduler place pods there."""
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+    return ready and not any(t["key"] == NOT_READY_TAINT for t in node["spec"].get("taints") or [])
 
 
 def _wait_nodes(names: SimNames, state: SimState, nodes: list[str]) -> None:
@@ -83,7 +90,7 @@ def _wait_nodes(names: SimNames, state: SimState, nodes: list[str]) -> None:
     while (missing := set(nodes) - _ready_nodes(names)):
         if time.monotonic() > deadline:
             node = sorted(missing)[0]
-            raise SimError(f"Node {node} is not Ready after {NODES_READY_TIMEOUT:g} s: see "
+            raise SimError(f"Node {node} is not Ready (and untainted) after {NODES_READY_TIMEOUT:g} s: see "
                            f"{state.processes[kubelet_component(node)].log}")
         time.sleep(0.5)
 

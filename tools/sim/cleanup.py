@@ -27,12 +27,15 @@ def sim_netns(names: SimNames) -> list[str]:
     return sorted(n for n in netns.listnetns() if names.owns_netns(n))
 
 
-def _cgroup_dirs(names: SimNames) -> list[Path]:
-    """The sim's cgroups, deepest first (the order rmdir needs)."""
-    root = names.cgroup_root
+def _cgroup_tree(root: Path) -> list[Path]:
+    """``root`` and the cgroups below it, deepest first (the order rmdir needs)."""
     if not root.is_dir():
         return []
     return [Path(d) for d, _, _ in os.walk(root, topdown=False)]
+
+
+def _cgroup_dirs(names: SimNames) -> list[Path]:
+    return _cgroup_tree(names.cgroup_root)
 
 
 def leftovers(names: SimNames) -> list[str]:
@@ -74,12 +77,17 @@ def _rmdir_when_empty(path: Path, timeout: float = 5.0) -> None:
             time.sleep(0.05)
 
 
+def remove_cgroup_tree(root: Path) -> None:
+    """Remove ``root`` and every cgroup below it (their processes must be gone or going)."""
+    for d in _cgroup_tree(root):
+        _rmdir_when_empty(d)
+
+
 def _remove_once(names: SimNames) -> None:
     terminate(sim_pids(names))
     for name in sim_netns(names):
         netns.remove(name)
-    for d in _cgroup_dirs(names):
-        _rmdir_when_empty(d)
+    remove_cgroup_tree(names.cgroup_root)
     for path in (names.bpf_dir, names.run_dir):
         shutil.rmtree(path, ignore_errors=True)
 

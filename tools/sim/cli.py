@@ -43,9 +43,15 @@ def sim() -> None:
 
 
 @sim.command()
-@click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False,
-                                                                     path_type=Path),
+@click.option("-f", "--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Kubernetes YAML (Namespaces, Pods, Services) describing the cluster.")
+@click.option("--kube", is_flag=True,
+              help="Instead of a file: a real Kubernetes control plane drives the sim's nodes "
+                   "(`kubectl apply` makes pods run; docs/sim.md).")
+@click.option("--nodes", type=click.IntRange(1, 26), default=3, show_default=True,
+              help="With --kube: how many nodes.")
+@click.option("--kube-port", type=click.IntRange(0, 65535), default=6443, show_default=True,
+              help="With --kube: the host's 127.0.0.1 port forwarding to the API server (0: a free one).")
 @click.option("--controller-arg", "controller_args", multiple=True, metavar="ARG",
               help="Extra argument for `nodemesh controller`, e.g. --controller-arg=--cert-lifetime=1h "
                    "(repeatable).")
@@ -56,12 +62,21 @@ def sim() -> None:
                    "http://127.0.0.1:PORT on this host (see --prometheus-port).")
 @prometheus_port_option
 @_sim_option
-def up(file: Path, sim: str, controller_args: tuple[str, ...], agent_args: tuple[str, ...], with_prometheus: bool,
-       prometheus_port: int) -> None:
+def up(file: Path | None, kube: bool, nodes: int, kube_port: int, sim: str, controller_args: tuple[str, ...],
+       agent_args: tuple[str, ...], with_prometheus: bool, prometheus_port: int) -> None:
     """Create the cluster in FILE, start the controller, the agents and the pods; wait until ready."""
     from nodemesh.tools.sim.cluster import ExtraArgs, up as bring_up
 
     names = _names(sim)
+    if kube == (file is not None):
+        raise click.UsageError("give either -f FILE or --kube")
+    if kube:
+        from nodemesh.tools.sim.kube import up_kube
+
+        state = up_kube(names, click.echo, nodes, kube_port)
+        click.echo(f"sim {sim!r} is up: {len(state.nodes)} nodes Ready.\n"
+                   f"export KUBECONFIG={names.admin_kubeconfig}")
+        return
     state = bring_up(file, names, click.echo, ExtraArgs(controller_args, agent_args),
                      prometheus_port if with_prometheus else None)
     for ref, svc in state.services.items():
@@ -118,9 +133,13 @@ def status(sim: str, output: str) -> None:
                + (f"; prometheus at {s['prometheus']['url']}" if s["prometheus"] else "") + "\n")
     click.echo(_table(["NODE", "IP", "POD CIDR"],
                       [[n, v["ip"], v["pod_cidr"]] for n, v in s["nodes"].items()]) + "\n")
-    click.echo(_table(["POD", "IP", "NODE", "MESHED", "RUNNING"],
-                      [[ref, p["ip"], p["node"], _yes_no(p["meshed"]),
-                        f"{p['running']}/{p['containers']}"] for ref, p in s["pods"].items()]) + "\n")
+    if "kubeconfig" in s["controller"]:  # --kube: the API server knows the pods
+        click.echo(f"pods: `kubectl get pods -A -o wide` with KUBECONFIG={s['controller']['kubeconfig']} "
+                   f"(API server forwarded at https://127.0.0.1:{s['controller']['kube_port']})\n")
+    else:
+        click.echo(_table(["POD", "IP", "NODE", "MESHED", "RUNNING"],
+                          [[ref, p["ip"], p["node"], _yes_no(p["meshed"]),
+                            f"{p['running']}/{p['containers']}"] for ref, p in s["pods"].items()]) + "\n")
     if s["services"]:
         click.echo(_table(["SERVICE", "VIP", "PORTS"],
                           [[ref, v["vip"], " ".join(f"{p}->{t}" for p, t in v["ports"].items())]

@@ -10,9 +10,10 @@ failing, Ctrl-C included, tears down what was made before the error is shown. A 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from nodemesh.agent.ports import READINESS_PORT
 from nodemesh.tools.sim import prometheus, topology
@@ -172,16 +173,33 @@ def add_prometheus(names: SimNames, host_port: int) -> SimState:
     return state
 
 
+@contextmanager
+def making(names: SimNames) -> Iterator[None]:
+    """Around every ``up``'s steps: root, no sim of that name yet, and on any failure (Ctrl-C
+    included) nothing left of what the steps made."""
+    require_root()
+    _ensure_absent(names)
+    names.logs_dir.mkdir(parents=True)
+    try:
+        yield
+    except BaseException:
+        down(names)
+        raise
+
+
+def mark_ready(state: SimState, names: SimNames) -> SimState:
+    state.phase = "ready"
+    state.save(names)
+    return state
+
+
 def up(file: Path, names: SimNames, say: Callable[[str], None],
        extra: ExtraArgs = ExtraArgs(), prometheus_port: int | None = None) -> SimState:
     """Bring the sim described by ``file`` up, with a Prometheus on the host's
     ``prometheus_port`` if given; on any failure leave nothing behind."""
-    require_root()
-    _ensure_absent(names)
-    if prometheus_port is not None:
-        prometheus.preflight(prometheus_port)
-    names.logs_dir.mkdir(parents=True)
-    try:
+    with making(names):
+        if prometheus_port is not None:
+            prometheus.preflight(prometheus_port)
         plan = plan_from_file(file, names.controller_state_dir)
         write_tokens(names, [node.name for node in plan.nodes])
         state = lay_out(plan, names, file, extra)
@@ -194,12 +212,7 @@ def up(file: Path, names: SimNames, say: Callable[[str], None],
         if prometheus_port is not None:
             start_prometheus(state, names, prometheus_port)
             say(f"prometheus at {state.prometheus['url']}")
-        state.phase = "ready"
-        state.save(names)
-        return state
-    except BaseException:
-        down(names)
-        raise
+        return mark_ready(state, names)
 
 
 def stop(names: SimNames, component: str, grace: float = 10.0) -> None:

@@ -175,3 +175,21 @@ class SimNames:
 
     def pod_cgroup(self, node: str, namespace: str, pod: str) -> Path:
         return self.node_cgroup(node) / "pods" / f"{namespace}.{pod}"
+
+    # `sim up --kube`: the control plane's files and each node's sim kubelet
+    @property
+    def kube_dir(self) -> Path:
+        """The control plane's PKI, kubeconfigs and etcd data."""
+        return self.run_dir / "kube"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        """What `sim up --kube` prints for `export KUBECONFIG=...`."""
+        return self.run_dir / "kubeconfig"
+
+    def kubelet_dir(self, node: str) -> Path:
+        """A node's sim kubelet: its pods' volumes and its pod-IP assignments."""
+        return self.run_dir / "kubelet" / node
+
+    def kubelet_cgroup(self, node: str) -> Path:
+        return self.node_cgroup(node) / "kubelet"

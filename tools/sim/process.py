@@ -67,8 +67,12 @@ def _enter(netns: Netns, cgroup: Path) -> None:
     netns.enter_for_good()
 
 
-def spawn(record: ProcessRecord) -> None:
-    """Start ``record``'s process detached, in its netns and cgroup; fill in pid and start time."""
+def spawn(record: ProcessRecord) -> subprocess.Popen:
+    """Start ``record``'s process detached, in its netns and cgroup; fill in pid and start time.
+
+    The caller may keep the child to learn its exit status (the sim kubelet does); the CLI
+    drops it and knows the process by its record only.
+    """
     log = Path(record.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out, Netns(record.netns) as netns:
@@ -80,6 +84,7 @@ def spawn(record: ProcessRecord) -> None:
                                  preexec_fn=lambda: _enter(netns, Path(record.cgroup)))
     record.pid = child.pid
     record.start_time = start_time(child.pid)
+    return child
 
 
 def exec_in(netns_path: str, cgroup: Path, argv: list[str], env: Mapping[str, str]) -> None:

@@ -53,7 +53,7 @@ def build(plan: ClusterPlan, names: SimNames) -> None:
         _routes_to_other_nodes(plan, node, names)
         names.agent_cgroup(node.name).mkdir(parents=True, exist_ok=True)
     for pod in plan.pods:
-        _attach_pod(plan.node(pod.node), pod, names)
+        attach_pod(plan.node(pod.node), pod, names)
         names.pod_cgroup(pod.node, pod.namespace, pod.name).mkdir(parents=True, exist_ok=True)
     names.controller_cgroup.mkdir(parents=True, exist_ok=True)
 
@@ -94,6 +94,24 @@ def _join_bridge(bridge: IPRoute, port: str, peer_netns: str, address: str,
         peer.addr("add", index=_up(peer, UPLINK_IFNAME), address=address, prefixlen=BRIDGE_PREFIXLEN)
 
 
+def route_pods_from_controller(plan: ClusterPlan, names: SimNames) -> None:
+    """Routes from the controller's netns to every node's pod CIDR via that node (``sim up
+    --kube``: pods reach the API server through the ``kubernetes`` Service unmasqueraded, so its
+    answers go to pod IPs). The file mode needs none: only agents, on node IPs, talk to it."""
+    with IPRoute(netns=names.controller_netns) as ipr:
+        for node in plan.nodes:
+            ipr.route("add", dst=node.pod_cidr, gateway=node.ip)
+
+
+def route_services_from_nodes(plan: ClusterPlan, names: SimNames, service_cidr: str) -> None:
+    """A route for ``service_cidr`` in every node's netns (``sim up --kube``), as a real node's
+    default route: a host-network process's connect to a ClusterIP needs a route before
+    kube-proxy's OUTPUT rules can rewrite it to an endpoint (else ENETUNREACH at once)."""
+    for node in plan.nodes:
+        with IPRoute(netns=names.node_netns(node.name)) as ipr:
+            ipr.route("add", dst=service_cidr, oif=ipr.link_lookup(ifname=UPLINK_IFNAME)[0])
+
+
 def _routes_to_other_nodes(plan: ClusterPlan, node: NodePlan, names: SimNames) -> None:
     with IPRoute(netns=names.node_netns(node.name)) as ipr:
         for other in plan.nodes:
@@ -101,7 +119,8 @@ def _routes_to_other_nodes(plan: ClusterPlan, node: NodePlan, names: SimNames) -
                 ipr.route("add", dst=other.pod_cidr, gateway=other.ip)
 
 
-def _attach_pod(node: NodePlan, pod: PodPlan, names: SimNames) -> None:
+def attach_pod(node: NodePlan, pod: PodPlan, names: SimNames) -> None:
+    """The pod's netns, wired to its node: a veth, the gateway, the routes both ways."""
     pod_netns = names.pod_netns(pod.namespace, pod.name)
     netns.create(pod_netns)
     with IPRoute(netns=names.node_netns(node.name)) as ipr:

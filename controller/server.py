@@ -110,10 +110,18 @@ def serve_metrics(listen: str, registry: CollectorRegistry) -> WSGIServer:
 
 
 def _local_addresses() -> list[str]:
+    """This host's addresses, asked of netlink from a thread of its own: pyroute2's synchronous
+    API runs an event loop of its own, which cannot start inside the controller's running one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyroute2 import IPRoute
 
-    with IPRoute() as ipr:
-        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
+    def query() -> list[str]:
+        with IPRoute() as ipr:
+            return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(query).result()
 
 
 def server_names(host: str, extra: Sequence[str] = ()) -> list[str]:

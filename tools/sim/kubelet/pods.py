@@ -210,7 +210,7 @@ class PodWorker:
         if c.child is None or c.probe is None:
             return
         if c.probe.due(now):
-            ok = await run_probe(c.probe.probe, c.spec, self.netns_path, self.pod_ip, c.child.pid)
+            ok = await run_probe(c.probe.probe, c.spec, self.pod_ip, c.child.pid)
             c.probe.record(ok, time.monotonic())
         c.state.ready = c.probe.ready
 

@@ -1,9 +1,11 @@
-"""Readiness probes: httpGet, tcpSocket and exec, from inside the pod's network namespace.
+"""Readiness probes: httpGet, tcpSocket and exec, as the node's kubelet makes them.
 
-A probe's socket is made in the pod's netns (``nodemesh.netns``: setns only around socket()),
-so it reaches the pod's IP the way the node's kubelet does, and a hostNetwork pod's in the
-node's. exec runs the command in the container's own namespaces (``nsenter`` on its pid), as
-``kubectl exec`` would. HTTP success is a status from 200 to 399, as the kubelet's.
+httpGet and tcpSocket connect from the kubelet's own network namespace (the node's, where the
+sim kubelet runs) to the pod's IP, as a real kubelet does from the host: so a probe arrives at a
+meshed pod as plaintext from the node, not as a connection of the pod's own (which the mesh
+would steer through the agent). exec runs the command in the container's own namespaces
+(``nsenter`` on its pid), as ``kubectl exec`` would. HTTP success is a status from 200 to 399,
+as the kubelet's.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from typing import Any, Mapping
-
-from nodemesh.netns import Netns
 
 Obj = Mapping[str, Any]
 
@@ -27,29 +27,21 @@ def probe_port(port: int | str, container: Obj) -> int:
     raise ValueError(f"container {container['name']} declares no port named {port!r}")
 
 
-async def _connect(netns_path: str, host: str, port: int, timeout: float,
+async def _connect(host: str, port: int, timeout: float,
                    tls: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    with Netns(netns_path) as ns:
-        sock = ns.socket()
-    sock.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), timeout)
-    except BaseException:
-        sock.close()
-        raise
     context = None
     if tls:  # the kubelet does not verify a probe's certificate either
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return await asyncio.wait_for(asyncio.open_connection(sock=sock, ssl=context,
+    return await asyncio.wait_for(asyncio.open_connection(host, port, ssl=context,
                                                           server_hostname=host if tls else None),
                                   timeout)
 
 
-async def _http(netns_path: str, host: str, spec: Obj, container: Obj, timeout: float) -> bool:
+async def _http(host: str, spec: Obj, container: Obj, timeout: float) -> bool:
     port = probe_port(spec["port"], container)
-    reader, writer = await _connect(netns_path, host, port, timeout, spec.get("scheme") == "HTTPS")
+    reader, writer = await _connect(host, port, timeout, spec.get("scheme") == "HTTPS")
     try:
         headers = "".join(f"{h['name']}: {h['value']}\r\n" for h in spec.get("httpHeaders") or [])
         writer.write(f"GET {spec.get('path', '/')} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
@@ -75,16 +67,16 @@ async def _exec(pid: int, command: list[str], timeout: float) -> bool:
         return False
 
 
-async def run_probe(probe: Obj, container: Obj, netns_path: str, pod_ip: str, pid: int) -> bool:
+async def run_probe(probe: Obj, container: Obj, pod_ip: str, pid: int) -> bool:
     """One try of ``probe`` (a Probe object); False on any failure, never raises."""
     timeout = float(probe.get("timeoutSeconds", 1))
     try:
         if "httpGet" in probe:
             spec = probe["httpGet"]
-            return await _http(netns_path, spec.get("host") or pod_ip, spec, container, timeout)
+            return await _http(spec.get("host") or pod_ip, spec, container, timeout)
         if "tcpSocket" in probe:
             spec = probe["tcpSocket"]
-            _, writer = await _connect(netns_path, spec.get("host") or pod_ip,
+            _, writer = await _connect(spec.get("host") or pod_ip,
                                        probe_port(spec["port"], container), timeout)
             writer.close()
             return True

@@ -14,15 +14,17 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from nodemesh.agent.ports import ADMIN_PORT, METRICS_PORT, READINESS_PORT
+from nodemesh.errors import UserError
 from nodemesh.flags import checked_by
 from nodemesh.logs import LEVELS
 
 if TYPE_CHECKING:
+    from nodemesh.agent.inpod.discovery import NetnsSource
     from nodemesh.agent.state.store import View
     from nodemesh.api import mesh_pb2 as pb
 
@@ -43,15 +45,17 @@ class Telemetry:
 
 
 class Agent:
-    def __init__(self, node: str, controller: str, cgroup: Path, netns_template: str, bpffs_dir: Path,
+    def __init__(self, node: str, controller: str, cgroup: Path, pod_netns: NetnsSource, bpffs_dir: Path,
                  admin_port: int, readiness_port: int, connect_timeout: float,
-                 controller_ca: bytes, token: str, telemetry: Telemetry = Telemetry()) -> None:
+                 controller_ca: bytes, token: Callable[[], str], telemetry: Telemetry = Telemetry(),
+                 controller_name: str | None = None) -> None:
         self.node = node
         self.controller = controller
         self.controller_ca = controller_ca
         self.token = token
+        self.controller_name = controller_name
         self.cgroup = cgroup
-        self.netns_template = netns_template
+        self.pod_netns = pod_netns
         self.bpffs_dir = bpffs_dir
         self.admin_port = admin_port
         self.readiness_port = readiness_port
@@ -85,7 +89,8 @@ class Agent:
             loop.add_signal_handler(sig, stop.set)
 
         supervisor = Supervisor()
-        access = ControllerAccess(self.controller, self.controller_ca, self.token)
+        access = ControllerAccess(self.controller, self.controller_ca, self.token, self.node,
+                                  self.controller_name)
         self.certs = CertManager(CaClient(access).sign, supervisor)
         telemetry = self.telemetry
         self.proxy = NodeProxy(lambda: self.view, lambda p, l: self.steering.original_dst(p, l),
@@ -110,7 +115,7 @@ class Agent:
                 if access_log is not None:
                     registry.register(access_log)
             capture = PlaintextCapture(self.bpffs_dir)
-            self.enroller = Enroller(self.node, self.netns_template, self.steering, self.proxy, capture)
+            self.enroller = Enroller(self.node, self.pod_netns, self.steering, self.proxy, capture)
             self.config = ConfigClient(access, self.node, self._apply, loop, supervisor.health)
             views = AdminViews(AgentParts(self.node, self.cgroup, lambda: self.view, self.steering,
                                           capture, self.enroller, self.certs, self.proxy, self.config,
@@ -215,10 +220,41 @@ def _tune_malloc() -> None:
         pass
 
 
-def _check_netns_template(value: str) -> None:
-    from nodemesh.agent.inpod.enroller import check_netns_template  # loads the proxy: not for --help
+class NoCgroupRoot(UserError):
+    """No --cgroup given and no cgroup v2 hierarchy mounted to default to."""
 
-    check_netns_template(value)
+
+def _cgroup_root() -> Path:
+    from nodemesh.cgroups import unified_root
+
+    root = unified_root()
+    if root is None:
+        raise NoCgroupRoot("no cgroup2 filesystem is mounted (none in /proc/self/mounts): mount the cgroup v2 "
+                           "hierarchy, or name a cgroup v2 directory with --cgroup")
+    return root
+
+
+TEMPLATE, CGROUP = "template", "cgroup"  # --pod-netns-from
+
+
+def _pod_netns(source: str, template: str | None, cgroup: Path) -> NetnsSource:
+    from nodemesh.agent.inpod.discovery import KubeletCgroups, PathTemplate
+
+    if source == CGROUP:
+        if template is not None:
+            raise click.UsageError("--pod-netns-template is for --pod-netns-from=template only")
+        return KubeletCgroups(cgroup)
+    if template is None:
+        raise click.UsageError("--pod-netns-from=template needs --pod-netns-template "
+                               "(or find pods by their cgroups: --pod-netns-from=cgroup)")
+    return PathTemplate(template)
+
+
+def _check_netns_template(value: str | None) -> None:
+    from nodemesh.agent.inpod.discovery import check_netns_template  # loads the model: not for --help
+
+    if value is not None:
+        check_netns_template(value)
 
 
 def _check_otlp_endpoint(value: str) -> None:
@@ -236,12 +272,22 @@ PORT = click.IntRange(1, 65535)
 @click.option("--controller", default="127.0.0.1:15012", show_default=True, help="Controller gRPC address.")
 @click.option("--controller-ca", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PEM root(s) the controller's TLS certificate chains to (its CA root).")
+@click.option("--controller-name", metavar="DNS",
+              help="The name to verify in the controller's TLS certificate, when --controller is "
+                   "an address it does not name (a Service's IP).")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="This node's join token, sent to the controller on every call.")
-@click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="cgroup v2 directory to attach the steering programs to (the root on a real node).")
-@click.option("--pod-netns-template", required=True, callback=checked_by(_check_netns_template),
-              help="Path of a pod's network namespace, with {namespace}, {name}, {uid}.")
+              help="This node's token (a join token, or the pod's projected service-account "
+                   "token), read again for every connection to the controller.")
+@click.option("--cgroup", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              show_default="the cgroup v2 root, from /proc/self/mounts",
+              help="cgroup v2 directory to attach the steering programs to (the root on a real node), "
+                   "below which --pod-netns-from=cgroup finds the kubelet's pods.")
+@click.option("--pod-netns-from", type=click.Choice([TEMPLATE, CGROUP]), default=TEMPLATE, show_default=True,
+              help="Find a pod's network namespace by --pod-netns-template, or by pod UID in the kubelet's "
+                   "cgroups below --cgroup (a process of the pod).")
+@click.option("--pod-netns-template", callback=checked_by(_check_netns_template),
+              help="Path of a pod's network namespace, with {namespace}, {name}, {uid} "
+                   "(--pod-netns-from=template).")
 @click.option("--bpffs-dir", type=click.Path(file_okay=False, path_type=Path),
               show_default=f"{BPFFS_ROOT}/<node>",
               help="Directory in bpffs for what must outlive the agent (the plaintext capture's "
@@ -260,8 +306,9 @@ PORT = click.IntRange(1, 65535)
               show_default=True, help="Seconds to connect upstream.")
 @click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default="info",
               show_default=True)
-def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgroup: Path,
-          pod_netns_template: str, bpffs_dir: Path | None, admin_port: int, readiness_port: int,
+def agent(node: str, controller: str, controller_name: str | None, controller_ca: Path,
+          token_file: Path, cgroup: Path | None, pod_netns_from: str, pod_netns_template: str | None,
+          bpffs_dir: Path | None, admin_port: int, readiness_port: int,
           metrics_port: int, metrics: bool, access_log: str, otlp_endpoint: str, connect_timeout: float,
           log_level: str) -> None:
     """Run the node agent: eBPF steering, pod enrollment and the node proxy."""
@@ -270,11 +317,13 @@ def agent(node: str, controller: str, controller_ca: Path, token_file: Path, cgr
     from nodemesh import logs
     from nodemesh.agent.controlplane.channel import read_credentials
 
+    cgroup = cgroup or _cgroup_root()
+    pod_netns = _pod_netns(pod_netns_from, pod_netns_template, cgroup)
     logs.setup(log_level)
     _tune_malloc()
     _raise_file_limit()
     root_pem, token = read_credentials(controller_ca, token_file)
-    agent = Agent(node, controller, cgroup, pod_netns_template, bpffs_dir or BPFFS_ROOT / node,
+    agent = Agent(node, controller, cgroup, pod_netns, bpffs_dir or BPFFS_ROOT / node,
                   admin_port, readiness_port, connect_timeout, root_pem, token,
-                  Telemetry(metrics, metrics_port, access_log, otlp_endpoint))
+                  Telemetry(metrics, metrics_port, access_log, otlp_endpoint), controller_name)
     uvloop.run(agent.run())  # a UserError (credentials, programs, ports) ends it at `nodemesh`'s group

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 from typing import Awaitable, Callable
+
+from nodemesh.backoff import Backoff as _SharedBackoff
 
 log = logging.getLogger(__name__)
 
@@ -21,22 +22,11 @@ BACKOFF_START = 0.2
 BACKOFF_MAX = 5.0
 
 
-class Backoff:
-    """Delays that double from ``start`` up to ``maximum``, each drawn from [half, whole] so
-    that many agents retrying at once do not stay in step."""
+class Backoff(_SharedBackoff):
+    """The shared policy (``nodemesh/backoff.py``) with the agent's default steps."""
 
     def __init__(self, start: float = BACKOFF_START, maximum: float = BACKOFF_MAX) -> None:
-        self.start = start
-        self.maximum = maximum
-        self._next = start
-
-    def next(self) -> float:
-        delay = self._next * random.uniform(0.5, 1.0)
-        self._next = min(self._next * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.start
+        super().__init__(start, maximum)
 
 
 class Health:

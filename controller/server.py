@@ -5,7 +5,8 @@ over HTTP on another, until stopped.
 There is no plaintext mode: the port always serves TLS with a certificate from the controller's
 own CA, fresh at each start, so agents need nothing but the CA root (``--controller-ca``) to
 verify it. Its names are the addresses agents dial: the --listen address (every address of this
-host when that is a wildcard) and 127.0.0.1.
+host when that is a wildcard), 127.0.0.1, and the DNS names of ``--server-name`` (in a cluster,
+the Service's name, which agents dialling its IP verify with ``--controller-name``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -26,7 +27,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.service import CaServicer
-from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.nodeauth.auth import Authenticator
 from nodemesh.controller.stream.feed import ModelFeed
 from nodemesh.controller.stream.service import ConfigServicer
 from nodemesh.controller.stream.session import AgentSession
@@ -45,13 +46,16 @@ LOOPBACK = "127.0.0.1"
 
 
 class ModelSource(Protocol):
-    """Where the model comes from (the file source; later the Kubernetes API)."""
+    """Where the model comes from (the file source, or the Kubernetes API)."""
 
     def load(self) -> MeshModel:
         """The model now; raises Problems (ConfigError, ModelError) when the objects are unusable."""
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Call ``publish`` with each new valid model; runs until cancelled."""
+
+    def rejected(self) -> Mapping[str, int]:
+        """How many objects are left out of the model now, by kind."""
 
 
 class ListenError(UserError):
@@ -106,25 +110,35 @@ def serve_metrics(listen: str, registry: CollectorRegistry) -> WSGIServer:
 
 
 def _local_addresses() -> list[str]:
+    """This host's addresses, asked of netlink from a thread of its own: pyroute2's synchronous
+    API runs an event loop of its own, which cannot start inside the controller's running one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyroute2 import IPRoute
 
-    with IPRoute() as ipr:
-        return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
+    def query() -> list[str]:
+        with IPRoute() as ipr:
+            return [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()]
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(query).result()
 
 
-def server_names(host: str) -> list[str]:
-    """What the certificate must name for agents dialling ``host`` (as given to --listen)."""
+def server_names(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """What the certificate must name for agents dialling ``host`` (as given to --listen), and
+    the ``extra`` names agents verify instead (``--server-name``)."""
     try:
         wildcard = ipaddress.ip_address(host).is_unspecified
     except ValueError:
         wildcard = False  # a DNS name
     names = _local_addresses() if wildcard else [host]
-    return list(dict.fromkeys([*names, LOOPBACK]))
+    return list(dict.fromkeys([*names, LOOPBACK, *extra]))
 
 
-def server_credentials(authority: Authority, host: str) -> grpc.ServerCredentials:
+def server_credentials(authority: Authority, host: str,
+                       extra_names: Sequence[str] = ()) -> grpc.ServerCredentials:
     key = new_key()
-    names = server_names(host)
+    names = server_names(host, extra_names)
     issued = authority.issue_server(key.public_key(), names)
     log.info("TLS certificate for %s, serial %x, not after %s", ", ".join(names),
              issued.cert.serial_number, issued.cert.not_valid_after_utc.isoformat())
@@ -161,12 +175,13 @@ class RunningServer:
             self.metrics.server_close()
 
 
-async def serve(source: ModelSource, listen: str, authority: Authority, tokens: NodeTokens,
+async def serve(source: ModelSource, listen: str, authority: Authority, authenticator: Authenticator,
                 cert_lifetime: dt.timedelta = DEFAULT_CERT_LIFETIME,
-                metrics_listen: str | None = None) -> RunningServer:
+                metrics_listen: str | None = None, extra_names: Sequence[str] = ()) -> RunningServer:
     """Load the model, listen on ``listen`` (HOST:PORT, TLS) and serve agents until ``stop()``:
-    config streams, and workload certificates from ``authority`` valid for ``cert_lifetime``;
-    and the metrics on ``metrics_listen`` (HOST:PORT, HTTP) unless that is None.
+    config streams, and workload certificates from ``authority`` valid for ``cert_lifetime``,
+    to the nodes ``authenticator`` tells; and the metrics on ``metrics_listen`` (HOST:PORT,
+    HTTP) unless that is None. ``extra_names`` are more DNS names for the TLS certificate.
 
     Raises Problems (ConfigError, ModelError) if the source's objects are unusable, ListenError
     if an address is not available.
@@ -182,15 +197,15 @@ async def serve(source: ModelSource, listen: str, authority: Authority, tokens: 
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ])
-    servicer = ConfigServicer(feed, tokens, authority.bundle_pem)
-    ca = CaServicer(lambda: feed.current.model, authority, tokens, cert_lifetime)
+    servicer = ConfigServicer(feed, authenticator, authority.bundle_pem)
+    ca = CaServicer(lambda: feed.current.model, authority, authenticator, cert_lifetime)
     mesh_pb2_grpc.add_MeshConfigServicer_to_server(servicer, server)
     mesh_pb2_grpc.add_CertificateAuthorityServicer_to_server(ca, server)
     try:
-        bound = server.add_secure_port(listen, server_credentials(authority, host))
+        bound = server.add_secure_port(listen, server_credentials(authority, host, extra_names))
     except RuntimeError as exc:
         raise ListenError(f"cannot listen on {listen}: {exc}") from None
-    metrics = (serve_metrics(metrics_listen, controller_registry(servicer, ca))
+    metrics = (serve_metrics(metrics_listen, controller_registry(servicer, ca, source.rejected))
                if metrics_listen is not None else None)
     await server.start()
     watcher = asyncio.create_task(source.watch(feed.publish), name="model-source")

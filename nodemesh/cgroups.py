@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 
 def unified_root() -> Path | None:
@@ -33,3 +34,13 @@ def pids(cgroup: Path) -> list[int]:
     except FileNotFoundError:
         return []
     return [int(x) for x in text.split()]
+
+
+def subtree_pids(cgroup: Path) -> Iterator[int]:
+    """The processes in ``cgroup`` and every cgroup below it, top-down; none when it does not exist.
+
+    cgroup v2 keeps processes out of a cgroup that delegates controllers to its children, so a
+    pod's processes are in its containers' cgroups, not in the pod's own.
+    """
+    for directory, _subdirs, _files in os.walk(cgroup):
+        yield from pids(Path(directory))

@@ -3,7 +3,8 @@
 # headers, iproute2, Prometheus), the kernel-header links bcc looks for, and the project's
 # virtualenv. With --kube, also what the Kubernetes tests and `nodemesh sim up --kube` run: etcd
 # and iptables (kube-proxy's) from Debian, and the Kubernetes control plane built from the Go
-# module proxy (scripts/kube/build.sh, cached; ~4 minutes the first time).
+# module proxy (scripts/kube/build.sh, cached; ~4 minutes the first time), and Helm for the
+# chart's tests, from the same proxy (scripts/helm/build.sh, cached; ~1 minute).
 # `make demo` and `make test` (with --kube) call it first, so a fresh machine needs nothing
 # done by hand.
 set -euo pipefail
@@ -87,4 +88,5 @@ fi
 
 if [ "$kube" -eq 1 ]; then
     scripts/kube/build.sh >/dev/null
+    scripts/helm/build.sh >/dev/null
 fi

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -90,3 +91,13 @@ def pod_manifest(name: str, namespace: str, labels: dict[str, str] | None = None
             "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": {"containers": [{"name": "app", "image": "nodemesh/app"}],
                      **({"nodeName": node} if node else {}), **spec}}
+
+
+def unreachable_kubeconfig(path: Path) -> Path:
+    """A kubeconfig whose API server nobody serves (port 1 refuses): how clients fail, for real."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "admin"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
+    return path

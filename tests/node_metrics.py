@@ -41,4 +41,4 @@ async def _never(update: pb.ConfigUpdate) -> str | None:
 
 def idle_config(node: str) -> ConfigClient:
     """A real config client that is never started: a test sets what its thread would count."""
-    return ConfigClient(ControllerAccess("127.0.0.1:1", b"", ""), node, _never, asyncio.get_running_loop())
+    return ConfigClient(ControllerAccess("127.0.0.1:1", b"", lambda: ""), node, _never, asyncio.get_running_loop())

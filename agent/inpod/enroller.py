@@ -4,9 +4,10 @@ Enrolling a pod opens its network namespace, has the proxy serve it (``PodServer
 listeners are the proxy's business), gives the plaintext listener to the capture program and
 puts the namespace cookie in the steering programs' map. From then on the pod's connections to
 mesh destinations are steered, and plaintext arriving from outside the mesh is captured into
-15006. A pod whose namespace does not exist yet (the runtime has not made it), or whose
-listeners cannot open yet, stays pending and is retried. Unenrolling stops steering and
-capture first, then closes the listeners; connections already relayed carry on.
+15006. A pod whose namespace cannot be found yet (the runtime has not made it: see
+``discovery``), or whose listeners cannot open yet, stays pending and is retried.
+Unenrolling stops steering and capture first, then closes the listeners; connections
+already relayed carry on.
 
 The agent exiting is not unenrolling: the capture's links outlive it (pinned), so that STRICT
 pods keep refusing plaintext until the next agent takes them over; that agent removes the
@@ -21,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from nodemesh.agent.inpod.discovery import NetnsSource, NotYet
 from nodemesh.agent.inpod.pod import PodNetns
 from nodemesh.agent.ports import OUTBOUND_PORT
 from nodemesh.agent.state.store import View
@@ -68,19 +70,16 @@ class Enrolled:
 
 
 class Enroller:
-    def __init__(self, node: str, netns_template: str, pod_map: PodMap, server: PodServer,
+    def __init__(self, node: str, netns: NetnsSource, pod_map: PodMap, server: PodServer,
                  capture: Capture | None = None) -> None:
         """``capture`` None: plaintext from outside the mesh reaches pods' apps directly."""
         self.node = node
-        self.netns_template = netns_template
+        self.netns = netns
         self.pod_map = pod_map
         self.server = server
         self.capture = capture
         self.enrolled: dict[str, Enrolled] = {}
         self.pending: dict[str, str] = {}  # uid -> why it is not enrolled yet
-
-    def netns_path(self, w: Workload) -> str:
-        return netns_path(self.netns_template, w)
 
     async def reconcile(self, view: View) -> None:
         want = {w.uid: w for w in view.local_meshed(self.node)}
@@ -100,11 +99,16 @@ class Enroller:
                 await self._enroll(w)
 
     async def _enroll(self, w: Workload) -> None:
-        path = self.netns_path(w)
         try:
-            pod = PodNetns(w, path)
+            netns = self.netns.open(w)
+        except NotYet as e:
+            self._pending(w, str(e))
+            return
+        try:
+            pod = PodNetns(w, netns)
         except OSError as e:
-            self._pending(w, f"network namespace {path}: {e.strerror or e}")
+            netns.close()
+            self._pending(w, f"network namespace {netns.path}: {e.strerror or e}")
             return
         listeners: Listeners | None = None
         try:
@@ -177,18 +181,3 @@ class Enroller:
 
 def strict(w: Workload) -> bool:
     return w.mtls_mode == STRICT
-
-
-def netns_path(template: str, w: Workload) -> str:
-    """Where the pod's network namespace is, by ``--pod-netns-template``."""
-    return template.format(namespace=w.namespace, name=w.name, uid=w.uid)
-
-
-def check_netns_template(template: str) -> None:
-    """Raise ValueError, in words, unless ``template`` names only {namespace}, {name} and {uid}."""
-    probe = Workload(uid="uid", name="name", namespace="namespace", service_account="sa", node="node", ip="")
-    try:
-        netns_path(template, probe)
-    except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"{template!r}: only {{namespace}}, {{name}} and {{uid}} may appear in it "
-                         f"({type(e).__name__}: {e})") from None

@@ -24,10 +24,11 @@ LISTEN_BACKLOG = 4096
 
 
 class PodNetns:
-    def __init__(self, workload: Workload, path: str) -> None:
+    def __init__(self, workload: Workload, netns: Netns) -> None:
+        """Takes ``netns`` over: closing the pod closes it."""
         self.workload = workload
-        self.netns = Netns(path)
-        self.cookie = self.netns.cookie()
+        self.netns = netns
+        self.cookie = netns.cookie()
 
     def listener(self, port: int) -> socket.socket:
         """A listening socket on the pod's IP inside its namespace.

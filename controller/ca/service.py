@@ -18,26 +18,24 @@ from nodemesh.api import mesh_pb2_grpc
 from nodemesh.controller.ca.authority import Authority
 from nodemesh.controller.ca.signing import BadRequest, NotPermitted, check_request
 from nodemesh.controller.ca.stats import CaStats
-from nodemesh.controller.nodeauth.auth import Unauthenticated, caller_node
-from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.nodeauth.auth import Authenticator, Unauthenticated
 from nodemesh.model import MeshModel
 
 log = logging.getLogger(__name__)
 
-_STATUS = {Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-           NotPermitted: grpc.StatusCode.PERMISSION_DENIED,
+_STATUS = {NotPermitted: grpc.StatusCode.PERMISSION_DENIED,
            BadRequest: grpc.StatusCode.INVALID_ARGUMENT}
 
 
 class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
     def __init__(self, current_model: Callable[[], MeshModel], authority: Authority,
-                 tokens: NodeTokens, lifetime: dt.timedelta) -> None:
+                 authenticator: Authenticator, lifetime: dt.timedelta) -> None:
         """``current_model`` returns the model served now, so that the CA places workloads by the
         version the agents are streamed; a callable, not the stream's feed, keeps the CA below
         the stream in the controller's layers."""
         self.current_model = current_model
         self.authority = authority
-        self.tokens = tokens
+        self.authenticator = authenticator
         self.lifetime = lifetime
         self.stats = CaStats()
 
@@ -45,14 +43,15 @@ class CaServicer(mesh_pb2_grpc.CertificateAuthorityServicer):
                            context: grpc.aio.ServicerContext) -> pb.SignResponse:
         node = None
         try:
-            node = caller_node(context.invocation_metadata(), self.tokens)
+            node = await self.authenticator.caller_node(context.invocation_metadata())
             approved = check_request(self.current_model(), node, request.workload_uid,
                                      request.csr_pem)
         except (Unauthenticated, NotPermitted, BadRequest) as exc:
             self.stats.count_refusal(exc.reason)
             caller = f"node {node} ({context.peer()})" if node else context.peer()
             log.warning("refused to sign for %s: %s", caller, exc)
-            await context.abort(_STATUS[type(exc)], str(exc))
+            code = exc.code if isinstance(exc, Unauthenticated) else _STATUS[type(exc)]
+            await context.abort(code, str(exc))
         workload = approved.workload
         issued = self.authority.issue_workload(approved.csr.public_key(), workload.identity,
                                                self.lifetime)

@@ -164,18 +164,26 @@ def self_signed(state_dir: Path, extra_roots: Sequence[x509.Certificate] = ()) -
     return _authority(cert, key, [], [cert, *extra_roots], str(cert_path))
 
 
+def signing_under(certs: Sequence[x509.Certificate], key: SigningKey, roots: Sequence[x509.Certificate],
+                  extra_roots: Sequence[x509.Certificate], source: str, roots_source: str) -> Authority:
+    """The CA that signs with ``certs[0]`` (its issuers after it) and ``key``, checked under
+    ``roots`` plus ``extra_roots``: a root listed in ``certs`` is left out of issued chains.
+    ``source`` and ``roots_source`` name where each came from, for the errors."""
+    _check_bundle(roots, roots_source)
+    _check_bundle(extra_roots, "--extra-trust-bundle")
+    cert, *above = certs
+    return _authority(cert, key, [c for c in above if not _issued_by(c, c)], [*roots, *extra_roots],
+                      source)
+
+
 def user_supplied(cert_path: Path, key_path: Path, bundle_path: Path,
                   extra_roots: Sequence[x509.Certificate] = ()) -> Authority:
     """The user's intermediate (``cert_path``: it first, then any issuers) under the roots of
     ``bundle_path``; a root listed in ``cert_path`` is left out of issued chains."""
-    certs = read_certs(cert_path, "--ca-cert")
-    key = read_key(key_path, "--ca-key")
-    roots = read_certs(bundle_path, "--ca-bundle")
-    _check_bundle(roots, f"--ca-bundle {bundle_path}")
-    _check_bundle(extra_roots, "--extra-trust-bundle")
-    cert, *above = certs
-    authority = _authority(cert, key, [c for c in above if not _issued_by(c, c)],
-                           [*roots, *extra_roots], f"--ca-cert {cert_path}")
+    authority = signing_under(read_certs(cert_path, "--ca-cert"), read_key(key_path, "--ca-key"),
+                              read_certs(bundle_path, "--ca-bundle"), extra_roots,
+                              f"--ca-cert {cert_path}", f"--ca-bundle {bundle_path}")
+    cert = authority.cert
     log.info("CA: signing with %s (valid until %s), trust bundle of %d root(s)",
              cert.subject.rfc4514_string(), cert.not_valid_after_utc.date(), len(authority.roots))
     return authority

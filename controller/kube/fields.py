@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from nodemesh.controller.durations import parse_duration
 
@@ -157,13 +157,21 @@ class Fields:
         return value
 
     def ipv4(self, value: Any, path: str) -> str | None:
+        return self._address(value, path, ipaddress.IPv4Address, "is not an IPv4 address")
+
+    def cidr(self, value: Any, path: str) -> str | None:
+        """An IPv4 network in CIDR notation (``10.10.1.0/24``); None when absent or bad."""
+        return self._address(value, path, ipaddress.IPv4Network,
+                             "is not an IPv4 network (e.g. 10.10.1.0/24)")
+
+    def _address(self, value: Any, path: str, parse: Callable[[str], Any], problem: str) -> str | None:
         text = self.string(value, path)
         if text is None:
             return None
         try:
-            return str(ipaddress.IPv4Address(text))
+            return str(parse(text))
         except ValueError:
-            self.error(path, f"{text!r} is not an IPv4 address")
+            self.error(path, f"{text!r} {problem}")
             return None
 
 

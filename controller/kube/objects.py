@@ -4,7 +4,8 @@
 Every source hands the same dict shapes, as the Kubernetes API serves them: the file source gets
 them from YAML, a Kubernetes API source will get them from watches. Both call
 ``parse_objects``, so what is accepted, and how it is explained when it is not, is decided once.
-The core kinds (v1 Namespace, Pod, Service, Node) are read here; AuthorizationPolicy in
+The core kinds (v1 Namespace, Pod, Service, Node, discovery.k8s.io/v1 EndpointSlice) are read
+here; AuthorizationPolicy in
 ``authz.py``, TrafficPolicy and TCPRoute in ``traffic.py``; all read fields through
 ``fields.py``.
 
@@ -13,6 +14,11 @@ resources, ...), as a Kubernetes manifest carries much more than we need; the me
 refuse unknown fields. Every problem is collected, not just the first, and each message names the
 object and the field, e.g. ``Pod demo/client: spec.nodeName: required``, so that one run of the
 controller lists everything there is to fix.
+
+Each object parses on its own (``parse_object``): the file source refuses a file with any bad
+object, the Kubernetes source leaves out only the bad one. What only the Kubernetes source reads
+(a pod's phase and hostNetwork, a Node's addresses, EndpointSlices) is parsed here too, so that
+both sources share one reading of every kind.
 """
 
 from __future__ import annotations
@@ -45,6 +51,16 @@ from nodemesh.model import MESH_ENABLED, MESH_LABEL
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 CLUSTER_SCOPED = ("Namespace", "Node")
+# Istio's ambient label: a namespace labelled for Istio's ambient mode joins this mesh as well
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+AMBIENT = "ambient"
+# Pod phases after which a pod runs no more: its address may already be another pod's
+FINISHED_PHASES = ("Succeeded", "Failed")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
+HEADLESS = "None"  # spec.clusterIP of a headless Service
+PENDING = "Pending"
+NODE_NAME_REQUIRED = "required (the node the pod runs on)"
+EXTERNAL_NAME = "ExternalName"
 # spec.trafficDistribution values the mesh implements (Kubernetes 1.31+ accepts PreferClose)
 PREFER_CLOSE = traffic.PREFER_CLOSE
 
@@ -60,8 +76,11 @@ class Namespace:
 
     @property
     def meshed(self) -> bool:
-        """Pods of a namespace labelled ``nodemesh.io/mesh: enabled`` join the mesh."""
-        return self.labels.get(MESH_LABEL) == MESH_ENABLED
+        """Pods of a namespace labelled ``nodemesh.io/mesh: enabled`` (or Istio's
+        ``istio.io/dataplane-mode: ambient``, so that namespaces set up for Istio ambient need no
+        second label) join the mesh."""
+        return (self.labels.get(MESH_LABEL) == MESH_ENABLED
+                or self.labels.get(AMBIENT_LABEL) == AMBIENT)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,8 @@ class Container:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     ports: tuple[ContainerPort, ...] = ()
+    # paths of env vars given by valueFrom: the file source cannot run those, Kubernetes does
+    env_value_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,15 @@ class Pod(Namespaced):
     pod_ip: str | None
     containers: tuple[Container, ...]
     owner: Owner | None = None  # metadata.ownerReferences: the controller's, else the first
+    host_network: bool = False  # spec.hostNetwork: the node's address, not a workload's
+    phase: str | None = None  # status.phase
+
+    @property
+    def running_workload(self) -> bool:
+        """Whether Kubernetes gave the pod an address of its own that it still uses: what a
+        workload is when Kubernetes, not the controller, assigns addresses."""
+        return (self.pod_ip is not None and not self.host_network
+                and self.phase not in FINISHED_PHASES)
 
     def port_named(self, name: str) -> int | None:
         """The containerPort named ``name``, how a Service's named targetPort is resolved."""
@@ -117,14 +147,30 @@ class Service(Namespaced):
     ports: tuple[ServicePortSpec, ...]
     cluster_ip: str | None
     prefer_close: bool = False  # spec.trafficDistribution: PreferClose
+    headless: bool = False  # spec.clusterIP None: no virtual IP, so no mesh service
+    external_name: bool = False  # spec.type ExternalName: a DNS alias, no virtual IP either
+    # "path: problem" of each port of another protocol than TCP, left out of ``ports`` (the
+    # mesh carries TCP)
+    other_protocols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Node:
-    """A v1 Node: only its labels are read (the zone); nodes themselves come from pods' nodeName."""
+    """A v1 Node: its labels (the zone); and, as Kubernetes assigns them, its InternalIP and
+    spec.podCIDR (the file source plans those itself and ignores these)."""
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    ip: str | None = None
+    pod_cidr: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice(Namespaced):
+    """A discovery.k8s.io/v1 EndpointSlice: the Service it serves and the uids of its ready pods."""
+
+    service: str | None
+    ready_pods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +184,7 @@ class KubeObjects:
     traffic_policies: tuple[KubeTrafficPolicy, ...] = ()
     tcp_routes: tuple[TCPRoute, ...] = ()
     nodes: tuple[Node, ...] = ()
+    endpoint_slices: tuple[EndpointSlice, ...] = ()
 
 
 def _object_label(kind: str, meta: Any, where: str) -> str:
@@ -158,40 +205,72 @@ def parse_objects(documents: Iterable[Any], source: str) -> KubeObjects:
     ``kind: List`` documents are expanded. Raises ConfigError with every problem found.
     """
     errors: list[str] = []
-    parsed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    parsed: list[tuple[str, Any]] = []
     seen: dict[str, str] = {}  # object label -> where it was first defined
 
     for where, doc in _flatten(documents, source, errors):
-        kind = doc.get("kind")
-        if not isinstance(kind, str) or not kind:
-            errors.append(f"{where}: kind: required (one of {', '.join(_KINDS)})")
+        found = _parse_one(doc, where, errors)
+        if found is None:
             continue
-        label = _object_label(kind, doc.get("metadata"), where)
-        fields = Fields(label, errors)
-        if kind not in _KINDS:
-            fields.error("kind", f"unsupported kind {kind!r} (nodemesh reads "
-                                 f"{', '.join(_KINDS)})")
-            continue
-        versions, parse = _KINDS[kind]
-        if doc.get("apiVersion") not in versions:
-            fields.error("apiVersion", f"must be {' or '.join(versions)} for {_a(kind)}, "
-                                       f"got {doc.get('apiVersion')!r}")
+        kind, label, obj = found
         if label in seen:
-            fields.error("metadata.name", f"defined twice ({seen[label]} and {where})")
+            errors.append(f"{label}: metadata.name: defined twice ({seen[label]} and {where})")
             continue
         seen[label] = where
-        parsed[kind].append(parse(doc, fields))
+        parsed.append((kind, obj))
 
-    objects = KubeObjects(
-        namespaces=tuple(parsed["Namespace"]), pods=tuple(parsed["Pod"]),
-        services=tuple(parsed["Service"]),
-        authorization_policies=tuple(parsed[authz.KIND]),
-        traffic_policies=tuple(parsed[traffic.TRAFFIC_POLICY]),
-        tcp_routes=tuple(parsed[traffic.TCP_ROUTE]), nodes=tuple(parsed["Node"]))
+    objects = collect(parsed)
     _check_references(objects, errors)
+    _check_runnable_locally(objects, errors)
     if errors:
         raise ConfigError(errors)
     return objects
+
+
+def parse_object(doc: Any, where: str) -> tuple[str, Any]:
+    """(kind, value) of one object on its own; ConfigError with its problems, each naming it."""
+    errors: list[str] = []
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{where}: expected a Kubernetes object, got {kind_of(doc)}"])
+    found = _parse_one(doc, where, errors)
+    if errors or found is None:
+        raise ConfigError(errors)
+    kind, _, obj = found
+    return kind, obj
+
+
+def collect(parsed: Iterable[tuple[str, Any]]) -> KubeObjects:
+    """The objects of (kind, value) pairs, each kind in the order given."""
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    for kind, obj in parsed:
+        by_kind[kind].append(obj)
+    return KubeObjects(
+        namespaces=tuple(by_kind["Namespace"]), pods=tuple(by_kind["Pod"]),
+        services=tuple(by_kind["Service"]),
+        authorization_policies=tuple(by_kind[authz.KIND]),
+        traffic_policies=tuple(by_kind[traffic.TRAFFIC_POLICY]),
+        tcp_routes=tuple(by_kind[traffic.TCP_ROUTE]), nodes=tuple(by_kind["Node"]),
+        endpoint_slices=tuple(by_kind[ENDPOINT_SLICE]))
+
+
+def _parse_one(doc: dict, where: str, errors: list[str]) -> tuple[str, str, Any] | None:
+    """(kind, label, value) of one object, its problems added to ``errors``; None for an
+    object of no kind nodemesh reads."""
+    kind = doc.get("kind")
+    if not isinstance(kind, str) or not kind:
+        errors.append(f"{where}: kind: required (one of {', '.join(_KINDS)})")
+        return None
+    label = _object_label(kind, doc.get("metadata"), where)
+    fields = Fields(label, errors)
+    if kind not in _KINDS:
+        fields.error("kind", f"unsupported kind {kind!r} (nodemesh reads "
+                             f"{', '.join(_KINDS)})")
+        return None
+    versions, parse = _KINDS[kind]
+    if doc.get("apiVersion") not in versions:
+        fields.error("apiVersion", f"must be {' or '.join(versions)} for {_a(kind)}, "
+                                   f"got {doc.get('apiVersion')!r}")
+    return kind, label, parse(doc, fields)
 
 
 def _a(kind: str) -> str:
@@ -231,8 +310,9 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
     status = fields.mapping(doc.get("status"), "status")
     node_name = fields.name(spec.get("nodeName"), "spec.nodeName", DNS1123_SUBDOMAIN, 253,
                             "node name")
-    if node_name is None:
-        fields.error("spec.nodeName", "required (the node the pod runs on)")
+    phase = fields.string(status.get("phase"), "status.phase")
+    if node_name is None and phase != PENDING:  # a Pending pod may wait for the scheduler
+        fields.error("spec.nodeName", NODE_NAME_REQUIRED)
     if spec.get("containers") in (None, []):
         fields.error("spec.containers", "required (at least one container)")
     containers = tuple(_parse_container(c, f"spec.containers[{i}]", fields)
@@ -249,6 +329,8 @@ def _parse_pod(doc: dict, fields: Fields) -> Pod:
         pod_ip=fields.ipv4(status.get("podIP"), "status.podIP"),
         containers=containers,
         owner=_owner(meta, fields),
+        host_network=spec.get("hostNetwork") is True,
+        phase=phase,
     )
 
 
@@ -273,10 +355,12 @@ def _parse_container(value: Any, path: str, fields: Fields) -> Container:
     if name is None:
         fields.error(f"{path}.name", "required")
     env = {}
+    value_from = []
     for i, var in enumerate(fields.items(spec.get("env"), f"{path}.env")):
         var = fields.mapping(var, f"{path}.env[{i}]")
         if "valueFrom" in var:
-            fields.error(f"{path}.env[{i}].valueFrom", "not supported (give a value)")
+            value_from.append(f"{path}.env[{i}].valueFrom")
+            continue
         var_name = fields.string(var.get("name"), f"{path}.env[{i}].name")
         if var_name is None:
             fields.error(f"{path}.env[{i}].name", "required")
@@ -297,6 +381,7 @@ def _parse_container(value: Any, path: str, fields: Fields) -> Container:
         args=fields.strings(spec.get("args"), f"{path}.args"),
         env=env,
         ports=tuple(ports),
+        env_value_from=tuple(value_from),
     )
 
 
@@ -304,14 +389,17 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
     name, meta = metadata(doc, fields, DNS1035_LABEL, 63, "service name")
     spec = fields.mapping(doc.get("spec"), "spec")
     cluster_ip = spec.get("clusterIP")
-    if cluster_ip == "None":
-        fields.error("spec.clusterIP", "headless services (None) are not supported; "
-                                       "leave it out to get a virtual IP")
+    headless = cluster_ip == HEADLESS
+    if headless:
         cluster_ip = None
+    external_name = spec.get("type") == EXTERNAL_NAME
     raw_ports = fields.items(spec.get("ports"), "spec.ports")
-    if not raw_ports:
+    if not raw_ports and not (headless or external_name):  # those need no ports
         fields.error("spec.ports", "required (at least one port)")
-    parsed = [_parse_service_port(raw, i, len(raw_ports), fields) for i, raw in enumerate(raw_ports)]
+    other = {i: raw["protocol"] for i, raw in enumerate(raw_ports)
+             if isinstance(raw, dict) and raw.get("protocol") not in (None, "TCP")}
+    parsed = [_parse_service_port(raw, i, len(raw_ports), fields) for i, raw in enumerate(raw_ports)
+              if i not in other]
     ports = tuple(p for p in parsed if p is not None)
     check_unique(fields, "spec.ports", "port", [p.port for p in ports])
     check_unique(fields, "spec.ports", "name", [p.name for p in ports if p.name])
@@ -322,6 +410,10 @@ def _parse_service(doc: dict, fields: Fields) -> Service:
         ports=ports,
         cluster_ip=fields.ipv4(cluster_ip, "spec.clusterIP"),
         prefer_close=_traffic_distribution(spec, fields),
+        headless=headless,
+        external_name=external_name,
+        other_protocols=tuple(f"spec.ports[{i}].protocol: only TCP is supported, got {protocol!r}"
+                              for i, protocol in other.items()),
     )
 
 
@@ -335,7 +427,34 @@ def _traffic_distribution(spec: dict[str, Any], fields: Fields) -> bool:
 
 def _parse_node(doc: dict, fields: Fields) -> Node:
     name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "node name")
-    return Node(name=name, labels=labels(meta, fields))
+    spec = fields.mapping(doc.get("spec"), "spec")
+    status = fields.mapping(doc.get("status"), "status")
+    addresses = [fields.mapping(a, f"status.addresses[{i}]")
+                 for i, a in enumerate(fields.items(status.get("addresses"), "status.addresses"))]
+    # the first IPv4 InternalIP: a dual-stack node lists an IPv6 one as well, which the mesh
+    # (IPv4 only) does not use
+    ip = next((fields.ipv4(a.get("address"), f"status.addresses[{i}].address")
+               for i, a in enumerate(addresses) if a.get("type") == "InternalIP"
+               and ":" not in str(a.get("address"))), None)
+    return Node(name=name, labels=labels(meta, fields), ip=ip,
+                pod_cidr=fields.cidr(spec.get("podCIDR"), "spec.podCIDR"))
+
+
+def _parse_endpoint_slice(doc: dict, fields: Fields) -> EndpointSlice:
+    """Only what the mesh uses: the Service label and each endpoint's pod and readiness
+    (``conditions.ready`` absent means ready, as the API documents)."""
+    name, meta = metadata(doc, fields, DNS1123_SUBDOMAIN, 253, "EndpointSlice name")
+    ready = []
+    for i, endpoint in enumerate(fields.items(doc.get("endpoints"), "endpoints")):
+        endpoint = fields.mapping(endpoint, f"endpoints[{i}]")
+        conditions = fields.mapping(endpoint.get("conditions"), f"endpoints[{i}].conditions")
+        target = fields.mapping(endpoint.get("targetRef"), f"endpoints[{i}].targetRef")
+        uid = fields.string(target.get("uid"), f"endpoints[{i}].targetRef.uid")
+        if target.get("kind") == "Pod" and uid and conditions.get("ready") is not False:
+            ready.append(uid)
+    return EndpointSlice(namespace=namespace_of(meta, fields), name=name,
+                         service=labels(meta, fields).get(SERVICE_NAME_LABEL),
+                         ready_pods=tuple(ready))
 
 
 def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> ServicePortSpec | None:
@@ -344,8 +463,6 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
     name = fields.name(spec.get("name"), f"{path}.name", PORT_NAME, 15, "port name")
     if name is None and count > 1:
         fields.error(f"{path}.name", "required when a service has more than one port")
-    if spec.get("protocol") not in (None, "TCP"):
-        fields.error(f"{path}.protocol", f"only TCP is supported, got {spec.get('protocol')!r}")
     port = fields.port(spec.get("port"), f"{path}.port")
     target: Any = spec.get("targetPort")
     if target is None:
@@ -360,6 +477,27 @@ def _parse_service_port(value: Any, i: int, count: int, fields: Fields) -> Servi
     if port is None or target is None:
         return None
     return ServicePortSpec(name=name or "", port=port, target_port=target)
+
+
+def _check_runnable_locally(objects: KubeObjects, errors: list[str]) -> None:
+    """What the file source cannot do, that Kubernetes does: schedule a pod, fill env vars from
+    other fields, give a headless or ExternalName Service its DNS records, carry other protocols
+    than TCP (locally the mesh is the only network path of a Service); the Kubernetes source
+    takes such objects as they are (an unscheduled pod is no workload yet).
+    """
+    for svc in objects.services:
+        if svc.headless:
+            errors.append(f"Service {svc.ref}: spec.clusterIP: headless services (None) are not "
+                          "supported; leave it out to get a virtual IP")
+        if svc.external_name:
+            errors.append(f"Service {svc.ref}: spec.type: ExternalName services are not supported "
+                          "(the mesh serves virtual IPs); leave it out")
+        errors.extend(f"Service {svc.ref}: {problem}" for problem in svc.other_protocols)
+    for pod in objects.pods:
+        if not pod.node_name and pod.phase == PENDING:  # the others were refused when parsed
+            errors.append(f"Pod {pod.ref}: spec.nodeName: {NODE_NAME_REQUIRED}")
+        errors.extend(f"Pod {pod.ref}: {path}: not supported (give a value)"
+                      for c in pod.containers for path in c.env_value_from)
 
 
 def _check_references(objects: KubeObjects, errors: list[str]) -> None:
@@ -423,12 +561,15 @@ def load_file(path: str | Path) -> KubeObjects:
     return parse_documents(text, str(path))
 
 
+ENDPOINT_SLICE = "EndpointSlice"
+
 # kind -> (accepted apiVersions, parser)
 _KINDS: dict[str, tuple[tuple[str, ...], Callable[[dict, Fields], Any]]] = {
     "Namespace": (("v1",), _parse_namespace),
     "Pod": (("v1",), _parse_pod),
     "Service": (("v1",), _parse_service),
     "Node": (("v1",), _parse_node),
+    ENDPOINT_SLICE: (("discovery.k8s.io/v1",), _parse_endpoint_slice),
     authz.KIND: (authz.API_VERSIONS, authz.parse_authorization_policy),
     traffic.TRAFFIC_POLICY: (traffic.TRAFFIC_POLICY_API_VERSIONS, traffic.parse_traffic_policy),
     traffic.TCP_ROUTE: (traffic.TCP_ROUTE_API_VERSIONS, traffic.parse_tcp_route),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nodemesh.controller.kube import objects as kube
 from nodemesh.controller.kube.objects import KubeObjects
+from nodemesh.controller.model.cluster import GivenAddresses, SliceEndpoints, in_cluster
 from nodemesh.controller.model.ipam import Assignments, Plan, plan_addresses
 from nodemesh.controller.model.policies import l7_warnings
 from nodemesh.controller.model.traffic import split_backends, traffic_settings
@@ -50,7 +51,9 @@ class ModelError(Problems):
 @dataclass(frozen=True)
 class Built:
     model: MeshModel
-    addresses: Plan  # what the model's addresses come from: to persist once the model is adopted
+    # what the model's addresses come from, to persist once the model is adopted; None when
+    # Kubernetes assigned them (kube mode: nothing to keep)
+    addresses: Plan | None
     warnings: tuple[str, ...] = ()  # for the source to log, once per load
 
 
@@ -58,22 +61,29 @@ def workload_uid(pod: kube.Pod) -> str:
     return pod.uid or str(uuid.uuid5(_UID_NAMESPACE, pod.ref))
 
 
-def build_model(objects: KubeObjects, assigned: Assignments,
+def build_model(objects: KubeObjects, assigned: Assignments | None,
                 trust_domain: str = DEFAULT_TRUST_DOMAIN) -> Built:
-    """The model for ``objects``, with addresses planned from those ``assigned`` before;
+    """The model for ``objects``, with addresses planned from those ``assigned`` before (local
+    mode), or, with ``assigned`` None, as Kubernetes assigned them (kube mode, ``cluster.py``);
     workload identities are SPIFFE ids in ``trust_domain``."""
     errors: list[str] = []
+    kube_mode = assigned is None
+    if kube_mode:
+        objects = in_cluster(objects)
     mtls_modes = {ns.name: _mtls_mode(ns, errors) for ns in objects.namespaces}
     uids = {pod.ref: workload_uid(pod) for pod in objects.pods}
     services = []
+    sliced = SliceEndpoints(objects) if kube_mode else None
     for svc in objects.services:
-        endpoints = select_endpoints(svc, objects.pods)
+        endpoints = sliced(svc) if sliced is not None else select_endpoints(svc, objects.pods)
         ports = tuple(_resolve_port(svc, i, spec, endpoints, errors) for i, spec in enumerate(svc.ports))
         services.append((svc, ports, tuple(uids[pod.ref] for pod in endpoints)))
     traffic = traffic_settings(objects, errors)
     backends = split_backends(objects, errors)
-    plan = plan_addresses(assigned, objects)
-    errors.extend(plan.errors)
+    plan = None if assigned is None else plan_addresses(assigned, objects)
+    addresses = GivenAddresses(objects) if plan is None else plan
+    if plan is not None:
+        errors.extend(plan.errors)
     if errors:
         raise ModelError(errors)
 
@@ -81,7 +91,7 @@ def build_model(objects: KubeObjects, assigned: Assignments,
     workloads = [
         Workload(uid=uids[pod.ref], name=pod.name, namespace=pod.namespace,
                  service_account=pod.service_account, node=pod.node_name,
-                 ip=plan.pod_ip(pod.ref), labels=frozen_labels(pod.labels),
+                 ip=addresses.pod_ip(pod.ref), labels=frozen_labels(pod.labels),
                  meshed=pod.namespace in meshed,
                  identity=str(Identity(trust_domain, pod.namespace, pod.service_account)),
                  mtls_mode=mtls_modes.get(pod.namespace, PERMISSIVE), workload_name=workload_name(pod),
@@ -89,17 +99,20 @@ def build_model(objects: KubeObjects, assigned: Assignments,
         for pod in objects.pods
     ]
     model_services = [
-        Service(name=svc.name, namespace=svc.namespace, vip=plan.service_vip(svc.ref),
+        Service(name=svc.name, namespace=svc.namespace, vip=addresses.service_vip(svc.ref),
                 ports=ports, endpoints=endpoints, traffic=traffic[svc.ref],
                 backends=backends.get(svc.ref, ()))
         for svc, ports, endpoints in services
     ]
-    # The mesh's nodes are those pods run on; a Node object only gives one its zone (a Node
-    # object of a node without pods adds nothing until a pod runs there).
+    # Locally the mesh's nodes are those pods run on; a Node object only gives one its zone (a
+    # Node object of a node without pods adds nothing until a pod runs there). On a cluster the
+    # Node objects are the nodes.
     zones = {node.name: node.labels.get(ZONE_LABEL, "") for node in objects.nodes}
-    nodes = [Node(name=name, ip=plan.node_ip(name), pod_cidr=plan.node_pod_cidr(name),
+    names = ({node.name for node in objects.nodes} if kube_mode
+             else {pod.node_name for pod in objects.pods})
+    nodes = [Node(name=name, ip=addresses.node_ip(name), pod_cidr=addresses.node_pod_cidr(name),
                   zone=zones.get(name, ""))
-             for name in sorted({pod.node_name for pod in objects.pods})]
+             for name in sorted(names)]
     model = MeshModel(
         workloads={w.uid: w for w in workloads},
         services={s.key: s for s in model_services},

@@ -41,6 +41,7 @@ class AddressStore:
     def adopt(self, objects: KubeObjects, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> Built:
         """As ``model_for``, with what was built beside the model (its warnings)."""
         built = build_model(objects, self.assigned, trust_domain)
+        assert built.addresses is not None  # planned from self.assigned
         self.commit(built.addresses)
         return built
 

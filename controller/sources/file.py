@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from nodemesh.controller.files import Fingerprint, fingerprint
 from nodemesh.controller.kube.objects import load_file
@@ -50,6 +50,10 @@ class FileSource:
         for warning in built.warnings:
             log.warning("%s: %s", self.path, warning)
         return built.model
+
+    def rejected(self) -> Mapping[str, int]:
+        """None: a file with a bad object is refused whole, no object is left out alone."""
+        return {}
 
     async def watch(self, publish: Callable[[MeshModel], None]) -> None:
         """Publish the model each time the file changes to something valid; runs until cancelled."""

@@ -19,8 +19,7 @@ import grpc
 
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.api import mesh_pb2_grpc
-from nodemesh.controller.nodeauth.auth import authenticate
-from nodemesh.controller.nodeauth.tokens import NodeTokens
+from nodemesh.controller.nodeauth.auth import Authenticator, authenticate
 from nodemesh.controller.stream.feed import ModelFeed, Versioned
 from nodemesh.controller.stream.session import AckResult, AgentSession
 from nodemesh.controller.stream.stats import StreamStats
@@ -29,16 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class ConfigServicer(mesh_pb2_grpc.MeshConfigServicer):
-    def __init__(self, feed: ModelFeed, tokens: NodeTokens, trust_bundle: bytes) -> None:
+    def __init__(self, feed: ModelFeed, authenticator: Authenticator, trust_bundle: bytes) -> None:
         self.feed = feed
-        self.tokens = tokens
+        self.authenticator = authenticator
         self.trust_bundle = trust_bundle
         self.sessions: set[AgentSession] = set()
         self.stats = StreamStats()
 
     async def StreamConfig(self, request_iterator: AsyncIterator[pb.AgentMessage],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ConfigUpdate]:
-        node = await authenticate(context, self.tokens)
+        node = await authenticate(context, self.authenticator)
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("msg") != "hello" or not first.hello.node:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,

@@ -7,7 +7,7 @@ the number of open streams and the current version.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -28,12 +28,16 @@ SIGNED = Family(CounterMetricFamily, "nodemesh_controller_certificates_signed_to
                 "Workload certificates the CA issued.")
 REFUSALS = Family(CounterMetricFamily, "nodemesh_controller_certificate_refusals_total",
                   "Certificate requests the CA refused.", ("reason",))
+REJECTED = Family(GaugeMetricFamily, "nodemesh_controller_rejected_objects",
+                  "Objects left out of the mesh model for their problems (the log names them).", ("kind",))
 
 
 class ControllerCollector(Collector):
-    def __init__(self, config: ConfigServicer, ca: CaServicer) -> None:
+    def __init__(self, config: ConfigServicer, ca: CaServicer,
+                 rejected: Callable[[], Mapping[str, int]]) -> None:
         self.config = config
         self.ca = ca
+        self.rejected = rejected
 
     def collect(self) -> Iterator[Metric]:
         stream, ca = self.config.stats.read(), self.ca.stats.read()
@@ -44,10 +48,13 @@ class ControllerCollector(Collector):
         yield ACKS.of({(result,): n for result, n in stream.acks.items()})
         yield SIGNED.of({(): ca.signed})
         yield REFUSALS.of({(reason,): n for reason, n in ca.refusals.items()})
+        yield REJECTED.of({(kind,): n for kind, n in self.rejected().items()})
 
 
-def controller_registry(config: ConfigServicer, ca: CaServicer) -> CollectorRegistry:
-    """Everything ``/metrics`` shows: the process, ``istio_build`` and the collector above."""
+def controller_registry(config: ConfigServicer, ca: CaServicer,
+                        rejected: Callable[[], Mapping[str, int]] = dict) -> CollectorRegistry:
+    """Everything ``/metrics`` shows: the process, ``istio_build`` and the collector above;
+    ``rejected`` says how many objects the source leaves out now, by kind."""
     registry = new_registry("controller")
-    registry.register(ControllerCollector(config, ca))
+    registry.register(ControllerCollector(config, ca, rejected))
     return registry

@@ -24,6 +24,7 @@ from eventually import eventually, eventually_async  # tests/: the one wait for 
 from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared with unit tests
 from wire import Capture  # tests/: the capture on the simulated bridge
 
+from nodemesh.agent.inpod.discovery import PathTemplate  # noqa: E402
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
 from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
@@ -93,7 +94,7 @@ class Agent:
         self.proxy = NodeProxy(lambda: cluster.view, cluster.original_dst, cluster.identities,
                                connect_timeout=2.0)
         self.pool = self.proxy.core.pool
-        self.enroller = Enroller(node, NAMES.pod_netns_template, PodMap(), self.proxy)
+        self.enroller = Enroller(node, PathTemplate(NAMES.pod_netns_template), PodMap(), self.proxy)
 
     def totals(self) -> dict[tuple[str, str], int]:
         return dict(self.proxy.core.table.totals)

@@ -26,6 +26,7 @@ from node_metrics import Scrape, idle_config  # tests/: a scrape as Prometheus r
 from nodemesh.agent.ebpf.capture import PlaintextCapture  # noqa: E402
 from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
 from nodemesh.agent.identity.manager import CertManager  # noqa: E402
+from nodemesh.agent.inpod.discovery import PathTemplate  # noqa: E402
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
@@ -86,7 +87,7 @@ def test_each_map_is_counted_as_the_kernel_holds_it(netns_template: str,
     async def main() -> None:
         certs = CertManager(ca.sign)
         proxy = NodeProxy(lambda: view, steering.original_dst, certs)
-        enroller = Enroller("n1", netns_template, steering, proxy, capture)
+        enroller = Enroller("n1", PathTemplate(netns_template), steering, proxy, capture)
         try:
             certs.update([POD], ca.bundle)
             assert await certs.wait_ready(POD.uid, 5)

@@ -36,6 +36,7 @@ from hbone_pki import Identities, TestCa, spiffe  # tests/: the test CA, shared 
 from nodemesh.agent.ebpf import syscall  # noqa: E402
 from nodemesh.agent.ebpf.capture import PlaintextCapture, links_dir, pinned  # noqa: E402
 from nodemesh.agent.ebpf.steering import Steering  # noqa: E402
+from nodemesh.agent.inpod.discovery import PathTemplate  # noqa: E402
 from nodemesh.agent.inpod.enroller import Enroller  # noqa: E402
 from nodemesh.agent.inpod.pod import PodNetns  # noqa: E402
 from nodemesh.agent.ports import HBONE_PORT, OUTBOUND_PORT, PLAINTEXT_PORT  # noqa: E402
@@ -173,7 +174,7 @@ class Scene:
         identities = Identities(TestCa(), {"uid-pod": spiffe("ns")} if certified else {})  # 15008 is TLS
         self.proxy = NodeProxy(view=lambda: self.view, original_dst=self.steering.original_dst,
                                identities=identities, connect_timeout=2.0)
-        self.enroller = Enroller("n1", self.net.template, self.steering, self.proxy, capture)
+        self.enroller = Enroller("n1", PathTemplate(self.net.template), self.steering, self.proxy, capture)
 
     def agent_dies(self) -> None:
         """What the kernel does for a dying agent: its listeners and the capture's fds close; nothing is unenrolled."""
@@ -306,7 +307,7 @@ def test_the_agents_and_the_pods_own_connections_are_not_captured(
         net: Net, pins: Path, steering: Steering) -> None:
     async def scenario(scene: Scene) -> None:
         # the agent delivering to the app from inside the pod, as 15006 and 15008 do
-        pod = PodNetns(workload(STRICT), net.pod_path)
+        pod = PodNetns(workload(STRICT), Netns(net.pod_path))
         try:
             sock = await pod.connect(POD_IP, APP_PORT, 2.0)
         finally:

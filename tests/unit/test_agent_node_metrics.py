@@ -24,6 +24,7 @@ from hbone_pki import LIFETIME, TestCa, spiffe
 from node_metrics import Scrape, idle_config
 
 from nodemesh.agent.identity.manager import CertManager, Sign
+from nodemesh.agent.inpod.discovery import PathTemplate
 from nodemesh.agent.inpod.enroller import Enroller
 from nodemesh.agent.ports import HBONE_PORT
 from nodemesh.agent.proxy.hbone.client import TunnelError
@@ -124,7 +125,7 @@ class Agent:
     def __init__(self, node: str, view: Callable[[], View | None], sign: Sign) -> None:
         self.certs = CertManager(sign)
         self.proxy = NodeProxy(view, lambda peer, local: None, self.certs, CONNECT_TIMEOUT)
-        self.enroller = Enroller(node, "/nonexistent/{namespace}/{name}", None, self.proxy)  # type: ignore[arg-type]
+        self.enroller = Enroller(node, PathTemplate("/nonexistent/{namespace}/{name}"), None, self.proxy)  # type: ignore[arg-type]
         self.config = idle_config(node)
         self.is_ready = False
         self.lag = LoopLag(interval=0.05)

@@ -19,11 +19,10 @@ from nodemesh.agent.controlplane.channel import ControllerAccess, CredentialsErr
 from nodemesh.agent.controlplane.subscription import ConfigClient
 from nodemesh.api import mesh_pb2 as pb
 from nodemesh.controller.ca.store import self_signed, user_supplied
-from nodemesh.identity import Identity, certificate_request, identity_of, new_key
-from nodemesh.model import Workload
+from nodemesh.identity import Identity, identity_of
 
 from ca_material import UserCa, split_chain, verified_path
-from controller_access import TOKENS, ControllerUnderTest, start_controller
+from controller_access import TOKENS, ControllerUnderTest, sign, start_controller
 from eventually import eventually_async
 from shop import CLUSTER
 
@@ -39,28 +38,18 @@ def run(test, tmp_path: Path, lifetime: dt.timedelta = dt.timedelta(hours=24)) -
     asyncio.run(asyncio.wait_for(scenario(), timeout=20))
 
 
-def workload(controller: ControllerUnderTest, name: str) -> Workload:
-    (found,) = [w for w in controller.running.feed.current.model.workloads.values() if w.name == name]
-    return found
-
-
 def access(controller: ControllerUnderTest, token: str) -> ControllerAccess:
-    return ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem, token)
+    return ControllerAccess(f"127.0.0.1:{controller.running.port}", controller.root_pem, lambda: token)
 
 
 def ca_client(controller: ControllerUnderTest, token: str) -> CaClient:
     return CaClient(access(controller, token))
 
 
-async def sign(client: CaClient, w: Workload) -> bytes:
-    csr = certificate_request(new_key(), Identity.parse(w.identity))
-    return await asyncio.to_thread(client.sign, w.uid, csr, 5.0)
-
-
 def test_an_agent_gets_certificates_for_its_own_nodes_workloads_only(tmp_path, caplog):
     async def test(controller: ControllerUnderTest) -> None:
         n1 = ca_client(controller, TOKENS["n1"])
-        web, db = workload(controller, "web"), workload(controller, "db")
+        web, db = controller.workload("web"), controller.workload("db")
         chain = await sign(n1, web)
         leaf, _ = split_chain(chain)
         assert identity_of(leaf.public_bytes(Encoding.DER)) == Identity("cluster.local", "shop", "web")
@@ -96,7 +85,7 @@ def test_an_agent_gets_certificates_for_its_own_nodes_workloads_only(tmp_path, c
 
 def test_certificate_lifetime_follows_the_controllers_setting(tmp_path):
     async def test(controller: ControllerUnderTest) -> None:
-        chain = await sign(ca_client(controller, TOKENS["n1"]), workload(controller, "web"))
+        chain = await sign(ca_client(controller, TOKENS["n1"]), controller.workload("web"))
         leaf, _ = split_chain(chain)
         assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(seconds=11)
 
@@ -106,11 +95,10 @@ def test_certificate_lifetime_follows_the_controllers_setting(tmp_path):
 def test_a_controller_that_is_away_is_told_apart_from_a_refusal(tmp_path):
     async def test(controller: ControllerUnderTest) -> None:
         client = ca_client(controller, TOKENS["n1"])
-        web = workload(controller, "web")
+        web = controller.workload("web")
         await controller.running.stop(grace=0)
         with pytest.raises(CaUnavailable) as info:
-            await asyncio.to_thread(client.sign, web.uid, certificate_request(
-                new_key(), Identity.parse(web.identity)), 2.0)
+            await sign(client, web, 2.0)
         assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
         assert "did not answer for workload" in str(info.value)
 
@@ -204,7 +192,7 @@ def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
         async def apply(update: pb.ConfigUpdate) -> str | None:
             return None
 
-        agent = ControllerAccess(target, old.bundle_pem, TOKENS["n1"])
+        agent = ControllerAccess(target, old.bundle_pem, lambda: TOKENS["n1"])
         client = ConfigClient(agent, "n1", apply, asyncio.get_running_loop())
         client.start()
         try:
@@ -215,11 +203,11 @@ def test_agents_follow_a_root_rotation_without_a_restart(tmp_path):
                                             port=first.running.port)
             try:
                 await eventually_async(lambda: client.connects == 2 and client.connected, timeout=10)
-                chain = await sign(CaClient(agent), workload(second, "web"))
+                chain = await sign(CaClient(agent), second.workload("web"))
                 assert verified_path(chain, step2.bundle_pem)[-1] == new.root
                 with pytest.raises(CaUnavailable):
-                    await sign(CaClient(ControllerAccess(target, old.bundle_pem, TOKENS["n1"])),
-                               workload(second, "web"))
+                    await sign(CaClient(ControllerAccess(target, old.bundle_pem, lambda: TOKENS["n1"])),
+                               second.workload("web"))
             finally:
                 await second.running.stop(grace=0)
         finally:
@@ -244,5 +232,6 @@ def test_agent_credentials_are_checked_at_start(tmp_path):
     token.chmod(0o640)
     with pytest.raises(CredentialsError, match=f"--token-file {token} has mode 0640: .* chmod 600 {token}"):
         read_credentials(root, token)
-    token.chmod(0o600)
-    assert read_credentials(root, token) == (root.read_bytes(), "abc")
+    token.chmod(0o400)  # a projected token's mode (the DaemonSet's defaultMode)
+    root_pem, token_file = read_credentials(root, token)
+    assert (root_pem, token_file()) == (root.read_bytes(), "abc")

@@ -152,3 +152,20 @@ def test_a_ca_directory_open_to_others_stops_the_start_with_the_chmod_to_run(cli
         f"Error: CA directory {ca} has mode 0755: group or others may use it; "
         f"allow only its owner: chmod 700 {ca}")
     assert list(ca.iterdir()) == []
+
+
+def test_node_auth_options_are_checked_before_anything_starts(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    (tmp_path / "c.yaml").write_text(GOOD)
+    base = ["controller", "--file", str(tmp_path / "c.yaml"), "--state-dir", str(tmp_path / "s"),
+            "--listen", "127.0.0.1:0"]
+    without = cli(*base)
+    assert without.returncode == 2 and "give --node-tokens FILE" in without.stderr
+    both = cli(*base, "--node-auth", "tokenreview", *tokens_flag(tmp_path))
+    assert both.returncode == 2 and "--node-tokens is for --node-auth tokens" in both.stderr
+    nowhere = cli(*base, "--node-auth", "tokenreview")
+    assert nowhere.returncode == 2 and "POD_NAMESPACE is not set" in nowhere.stderr
+    bad = cli(*base, "--node-auth", "tokenreview", "--agent-service-account", "nodemesh-agent")
+    assert bad.returncode == 2 and "'nodemesh-agent' is not NAMESPACE/NAME" in bad.stderr
+    secret = cli(*base, *tokens_flag(tmp_path), "--ca-secret", "a/b/c")
+    assert secret.returncode == 2 and "'a/b/c' is not NAMESPACE/NAME" in secret.stderr

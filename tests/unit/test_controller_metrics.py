@@ -32,6 +32,7 @@ from nodemesh.controller.ca.service import CaServicer
 from nodemesh.controller.ca.signing import Refusal
 from nodemesh.controller.ca.stats import REFUSAL_REASONS, CaCounts
 from nodemesh.controller.ca.store import root_path, self_signed
+from nodemesh.controller.nodeauth.auth import JoinTokens
 from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.stream.feed import ModelFeed, Versioned
 from nodemesh.controller.stream.service import ConfigServicer
@@ -75,8 +76,8 @@ def csr(identity: str) -> bytes:
     return certificate_request(new_key(), Identity.parse(identity))
 
 
-def tokens(tmp_path: Path) -> NodeTokens:
-    return NodeTokens(write_node_tokens(tmp_path / "tokens.json"))
+def tokens(tmp_path: Path) -> JoinTokens:
+    return JoinTokens(NodeTokens(write_node_tokens(tmp_path / "tokens.json")))
 
 
 def hello(node: str) -> pb.AgentMessage:
@@ -155,9 +156,12 @@ def test_the_ca_counts_what_it_signs_and_each_refusal_by_its_reason(tmp_path):
         return codes
 
     codes = asyncio.run(calls())
-    assert ca.stats.read() == CaCounts(signed=1, refusals=dict.fromkeys(REFUSAL_REASONS, 1))
-    assert list(REFUSAL_REASONS) == ["no_token", "bad_token", "unknown_workload", "wrong_node",
-                                     "not_meshed", "wrong_identity", "bad_csr"]
+    kube_only = ["no_node", "wrong_audience", "wrong_service_account", "token_of_other_node",
+                 "review_failed"]  # TokenReview's refusals (test_controller_tokenreview.py)
+    assert ca.stats.read() == CaCounts(signed=1, refusals={
+        reason: 0 if reason in kube_only else 1 for reason in REFUSAL_REASONS})
+    assert list(REFUSAL_REASONS) == ["no_token", "bad_token", *kube_only, "unknown_workload",
+                                     "wrong_node", "not_meshed", "wrong_identity", "bad_csr"]
     status = grpc.StatusCode
     assert codes == [status.UNAUTHENTICATED] * 2 + [status.PERMISSION_DENIED] * 4 + [status.INVALID_ARGUMENT]
 
@@ -232,9 +236,10 @@ def test_the_collector_names_every_count_as_the_catalog_does(tmp_path):
     ca.stats.count_signed()
     ca.stats.count_refusal(Refusal.WRONG_NODE)
 
-    text = generate_latest(controller_registry(config, ca)).decode()
-    assert series(text) == expected(connected=2, version=2, snapshots=1, deltas=1, pushes_answered=1,
-                                    accepted=1, rejected=1, signed=1, wrong_node=1)
+    text = generate_latest(controller_registry(config, ca, lambda: {"TrafficPolicy": 2})).decode()
+    assert series(text) == {**expected(connected=2, version=2, snapshots=1, deltas=1, pushes_answered=1,
+                                       accepted=1, rejected=1, signed=1, wrong_node=1),
+                            "nodemesh_controller_rejected_objects{kind=TrafficPolicy}": 2}
     families = {f.name: f.type for f in text_string_to_metric_families(text)}
     assert {name: kind for name, kind in families.items() if name.startswith("nodemesh_")} == {
         "nodemesh_controller_connected_agents": "gauge",
@@ -244,6 +249,7 @@ def test_the_collector_names_every_count_as_the_catalog_does(tmp_path):
         "nodemesh_controller_acks": "counter",
         "nodemesh_controller_certificates_signed": "counter",
         "nodemesh_controller_certificate_refusals": "counter",
+        "nodemesh_controller_rejected_objects": "gauge",
     }
     assert 'nodemesh_controller_push_duration_seconds_bucket{le="0.005"} 1.0' in text
     assert 'istio_build{component="controller",tag="' in text and "process_cpu_seconds_total" in text

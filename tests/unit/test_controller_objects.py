@@ -162,6 +162,8 @@ def test_load_file_reads_and_names_the_path(tmp_path):
      "Service default/s: spec.clusterIP: '10.96.1' is not an IPv4 address"),
     (service("clusterIP: None\n  ports: [{port: 80}]"),
      "Service default/s: spec.clusterIP: headless services (None) are not supported"),
+    (service("type: ExternalName\n  externalName: db.example.com"),
+     "Service default/s: spec.type: ExternalName services are not supported"),
     (service("selector: [app]\n  ports: [{port: 80}]"),
      "Service default/s: spec.selector: must be a mapping, got a list"),
     (service("ports: [{port: 80}]", meta="{name: 9s}"),
@@ -169,6 +171,11 @@ def test_load_file_reads_and_names_the_path(tmp_path):
 ])
 def test_each_problem_names_object_and_field(text, expected):
     assert any(message.startswith(expected) for message in errors_of(text)), errors_of(text)
+
+
+def test_a_pending_pod_needs_a_node_in_a_file_too():
+    text = pod(spec="containers: [{name: c}]") + "status: {phase: Pending}\n"
+    assert errors_of(text) == ["Pod default/p: spec.nodeName: required (the node the pod runs on)"]
 
 
 def test_all_problems_are_collected():

@@ -17,6 +17,7 @@ from nodemesh.api.mesh_pb2_grpc import MeshConfigStub
 from nodemesh.controller.sources.addresses import AddressStore
 from nodemesh.controller.sources.file import FileSource
 from nodemesh.controller.ca.store import self_signed
+from nodemesh.controller.nodeauth.auth import JoinTokens
 from nodemesh.controller.nodeauth.tokens import NodeTokens
 from nodemesh.controller.server import ListenError, parse_listen, serve
 from nodemesh.controller.stream.session import Rejection
@@ -222,7 +223,8 @@ def test_a_port_in_use_is_named(tmp_path):
             with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: Address "
                                                   f"already in use; another process holds port {port}"):
                 await serve(FileSource(path, AddressStore(tmp_path)), f"127.0.0.1:{port}",
-                            self_signed(tmp_path), NodeTokens(write_node_tokens(tmp_path / "t.json")))
+                            self_signed(tmp_path),
+                            JoinTokens(NodeTokens(write_node_tokens(tmp_path / "t.json"))))
 
     run(scenario)
 

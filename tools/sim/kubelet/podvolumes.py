@@ -29,9 +29,20 @@ from nodemesh.tools.sim.kubelet.volumes import (
 
 
 async def get_json(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """A client call's response as the API's own JSON (camelCase dicts, what the plans read)."""
+    """A client call's response as the API's own JSON (camelCase dicts, what the plans read).
+
+    Without preloading, kubernetes_asyncio hands back error responses as they are (a Status
+    object, not an exception): raised here as the ApiException a preloaded call would raise, so
+    that a 404 is never read as an object without data.
+    """
     response = await call(*args, _preload_content=False, **kwargs)
-    return json.loads(await response.read())
+    async with response:
+        body = await response.read()
+        if not 200 <= response.status <= 299:
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = body.decode(errors="replace")
+            raise error
+    return json.loads(body)
 
 
 async def _data(call: Any, name: str, ns: str, decode: Callable[[Obj], Any]) -> Any:

@@ -170,9 +170,15 @@ def test_a_host_network_pod_sees_the_node_as_its_host(control_plane, kube_namesp
     def phase():
         return kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["status"].get("phase")
 
-    eventually(lambda: phase() == "Pending", WAIT, interval=0.2, what="the pod reported Pending")
+    def waiting():  # the kubelet's own report (a new pod is Pending before any kubelet saw it)
+        status = kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["status"]
+        states = [c["state"] for c in status.get("containerStatuses", [])]
+        assert status.get("hostIP") == "172.30.0.1" and states == [
+            {"waiting": {"reason": "ContainerCreating"}}], status
+
+    eventually(waiting, WAIT, interval=0.2, what="the kubelet reporting the pod waiting")
     log = names.pod_log(kube_namespace, "agent", "agent")
-    assert not log.exists()  # waiting for its ConfigMap
+    assert phase() == "Pending" and not log.exists()  # waiting for its ConfigMap, nothing started
     create(control_plane, {"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "nodemesh-ca-root", "namespace": kube_namespace},
                            "data": {"root-cert.pem": "ROOT"}})

@@ -33,6 +33,29 @@ WAIT = 60.0
 POD_CIDR = "10.10.1.0/24"
 
 
+class Kubelet:
+    """The sim kubelet of one node, as a child process (in the host's netns: it reaches the
+    test's API server on 127.0.0.1 and works on the node's namespaces by name)."""
+
+    def __init__(self, names: SimNames, node: str, kubeconfig: Path) -> None:
+        self.argv = [sys.executable, "-m", "nodemesh.tools.sim.kubelet", "--sim", names.sim, "--node", node,
+                     "--node-ip", "172.30.0.1", "--pod-cidr", POD_CIDR, "--zone", "zone-1",
+                     "--kubeconfig", str(kubeconfig)]
+        self.log = names.component_log(f"kubelet/{node}")
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        assert self.process.wait(30) == 0, Path(self.log).read_text()[-3000:]
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+
 @pytest.fixture
 def sim_node(control_plane: LocalControlPlane):
     """A sim (``klit``) with one node and its kubelet; everything removed afterwards."""
@@ -41,17 +64,11 @@ def sim_node(control_plane: LocalControlPlane):
     node = unique_name("kl-node")
     names.logs_dir.mkdir(parents=True)
     topology.build(ClusterPlan(nodes=(NodePlan(node, "172.30.0.1", POD_CIDR),), pods=()), names)
-    log = open(names.component_log(f"kubelet/{node}"), "wb")
-    kubelet = subprocess.Popen(
-        [sys.executable, "-m", "nodemesh.tools.sim.kubelet", "--sim", names.sim, "--node", node,
-         "--node-ip", "172.30.0.1", "--pod-cidr", POD_CIDR, "--zone", "zone-1",
-         "--kubeconfig", str(control_plane.node_kubeconfig(node))], stdout=log, stderr=subprocess.STDOUT)
+    kubelet = Kubelet(names, node, control_plane.node_kubeconfig(node))
     try:
         yield names, node, kubelet
     finally:
-        kubelet.terminate()
-        kubelet.wait(30)
-        log.close()
+        kubelet.stop()
         print(Path(names.component_log(f"kubelet/{node}")).read_text()[-3000:])
         down(names)
         control_plane.kubectl("delete", "node", node, "--wait=false")
@@ -153,9 +170,15 @@ def test_a_host_network_pod_sees_the_node_as_its_host(control_plane, kube_namesp
     def phase():
         return kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["status"].get("phase")
 
-    eventually(lambda: phase() == "Pending", WAIT, interval=0.2, what="the pod reported Pending")
+    def waiting():  # the kubelet's own report (a new pod is Pending before any kubelet saw it)
+        status = kubectl_json(control_plane, "get", "pod", "agent", "-n", kube_namespace)["status"]
+        states = [c["state"] for c in status.get("containerStatuses", [])]
+        assert status.get("hostIP") == "172.30.0.1" and states == [
+            {"waiting": {"reason": "ContainerCreating"}}], status
+
+    eventually(waiting, WAIT, interval=0.2, what="the kubelet reporting the pod waiting")
     log = names.pod_log(kube_namespace, "agent", "agent")
-    assert not log.exists()  # waiting for its ConfigMap
+    assert phase() == "Pending" and not log.exists()  # waiting for its ConfigMap, nothing started
     create(control_plane, {"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "nodemesh-ca-root", "namespace": kube_namespace},
                            "data": {"root-cert.pem": "ROOT"}})
@@ -196,3 +219,29 @@ def test_the_kubelet_relists_after_its_watch_is_gone(control_plane, kube_namespa
              if c["type"] == "Ready"]
     assert ready[0]["status"] == "True"
     assert kubelet.poll() is None
+
+
+def test_a_restarted_kubelet_gives_its_pods_their_addresses_again(control_plane, kube_namespace, sim_node):
+    """Stopping the kubelet stops its pods' processes; started again it runs them with the
+    addresses they had (kubelet/<node>/pod-ips.json), in the netns they had."""
+    names, node, kubelet = sim_node
+    create(control_plane, sleeper("first", kube_namespace, node))
+    create(control_plane, sleeper("second", kube_namespace, node))
+
+    def running():
+        pods = kubectl_json(control_plane, "get", "pods", "-n", kube_namespace)["items"]
+        if len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods):
+            return {p["metadata"]["name"]: (p["status"]["podIP"], p["status"]["containerStatuses"][0]["containerID"])
+                    for p in pods}
+        return False  # (None would count as an assertion check that held)
+
+    before = eventually(running, WAIT, interval=0.2, what="both pods Running")
+    kubelet.stop()
+    for _, container in before.values():
+        assert start_time(int(container.removeprefix("sim://"))) is None  # stopped with the kubelet
+    kubelet.start()
+    after = eventually(lambda: (r := running()) and r != before and all(
+        r[name][1] != before[name][1] for name in r) and r, WAIT, interval=0.2,
+        what="both pods Running again, with new processes")
+    assert {name: ip for name, (ip, _) in after.items()} == {name: ip for name, (ip, _) in before.items()}
+    assert sorted(ip for ip, _ in after.values()) == ["10.10.1.10", "10.10.1.11"]

@@ -36,6 +36,13 @@ def test_status_reports_addresses_conditions_and_containers():
     assert not b["ready"]
 
 
+def test_a_pod_waiting_for_its_volumes_has_no_address_yet():
+    status = pod_status(POD, "", "172.30.0.1", 0.0, [ContainerState("a"), ContainerState("b")], 0.0)
+    assert "podIP" not in status and "podIPs" not in status  # the API server refuses an empty IP
+    assert status["hostIP"] == "172.30.0.1" and status["phase"] == "Pending"
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+
+
 def test_a_restarting_container_shows_its_last_exit():
     state = ContainerState("a", restart_count=1, exit_code=3, finished_at=5.0,
                            waiting_reason="CrashLoopBackOff").status()

@@ -4,14 +4,15 @@ The topology is the file mode's with nodes only (no pods from a file: pods come 
 server). Node i (0-based) is ``node-<letter>`` at 172.30.0.<i+1> with podCIDR
 10.10.<i+1>.0/24 (as controller/model/ipam.py) in zone ``zone-<i // 2 + 1>``: nodes pair up
 in zones (node-a and node-b in zone-1, node-c in zone-2), so locality has a same-zone and a
-cross-zone peer from three nodes on; the controller's netns routes to every pod CIDR (pods
-reach the API server), each node's netns routes the Service CIDR to its uplink (kube-proxy
-rewrites host-network connects to ClusterIPs after the route lookup). Steps, each recorded in state.json before it is taken:
-etcd and the API server in the controller's netns with a forward from the host's
-127.0.0.1:PORT (the admin kubeconfig points there), the controller-manager and scheduler
-(after /readyz: RBAC must be bootstrapped), a sim kubelet per node (in the node's netns, as
-``system:node:<node>``), waiting until every Node is Ready, then kube-proxy per node (it reads
-its Node's InternalIP). Anything failing tears down what was made.
+cross-zone peer from three nodes on. Routes a real cluster has and the file mode must not:
+the controller's netns to every pod CIDR (pods reach the API server), each node's netns the
+Service CIDR to its uplink (kube-proxy rewrites host-network connects to ClusterIPs after the
+route lookup). Steps, each recorded in state.json before it is taken: etcd and the API server
+in the controller's netns with a forward from the host's 127.0.0.1:PORT (the admin
+kubeconfig points there), the controller-manager and scheduler (after /readyz: RBAC must be
+bootstrapped), a sim kubelet per node (in the node's netns, as ``system:node:<node>``),
+waiting until every Node is Ready and untainted, then kube-proxy per node (it reads its
+Node's InternalIP). Anything failing tears down what was made.
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ def _on_stop_signals(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -
 
 
 async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:
+    stopping = asyncio.Event()  # from the start: a kubelet stopped while registering exits cleanly
+    _on_stop_signals(asyncio.get_running_loop(), stopping)
     unified = cgroups.unified_root()
     if unified is None:
         raise SimError("cgroup v2 (the unified hierarchy) is not mounted: run `nodemesh check`")
@@ -164,8 +166,6 @@ async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:
         node_uid = await register(api, info)
         log.info("node %s registered and Ready", info.name)
         kubelet = Kubelet(ctx)
-        stopping = asyncio.Event()
-        _on_stop_signals(asyncio.get_running_loop(), stopping)
         work = [asyncio.create_task(keep_alive(api, info, node_uid, since)),
                 asyncio.create_task(kubelet.watch())]
         await stopping.wait()

@@ -21,8 +21,21 @@ from nodemesh.tools.sim.kubelet.nodeobject import LEASE_NAMESPACE, RENEW_SECONDS
 log = logging.getLogger(__name__)
 
 
+UNREACHABLE = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
 async def register(api: client.ApiClient, info: NodeInfo) -> str:
-    """Create the Node unless it exists, make it Ready; returns its UID."""
+    """Create the Node unless it exists, make it Ready; returns its UID. An API server that
+    does not answer yet (a kubelet started again before it) is waited for."""
+    while True:
+        try:
+            return await _register(api, info)
+        except UNREACHABLE as exc:
+            log.warning("cannot register node %s yet (retrying in %ds): %s", info.name, RENEW_SECONDS, exc)
+            await asyncio.sleep(RENEW_SECONDS)
+
+
+async def _register(api: client.ApiClient, info: NodeInfo) -> str:
     core = client.CoreV1Api(api)
     try:
         node = await core.create_node(info.node())
@@ -59,5 +72,5 @@ async def keep_alive(api: client.ApiClient, info: NodeInfo, node_uid: str, since
         await asyncio.sleep(RENEW_SECONDS)
         try:
             await heartbeat(api, info, node_uid, since)
-        except (ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (ApiException, *UNREACHABLE) as exc:
             log.warning("node heartbeat failed (retrying in %ds): %s", RENEW_SECONDS, exc)

@@ -74,7 +74,8 @@ def pod_status(pod: Obj, pod_ip: str, host_ip: str, started: float,
                containers: Sequence[ContainerState], since: float) -> dict[str, Any]:
     """The status subresource's content; ``since`` dates the conditions' last transition."""
     ready = bool(containers) and all(c.ready for c in containers)
-    return {"phase": phase(containers), "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
+    addresses = {"podIP": pod_ip, "podIPs": [{"ip": pod_ip}]} if pod_ip else {}  # none while waiting
+    return {"phase": phase(containers), **addresses,
             "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": timestamp(started),
             "qosClass": qos_class(pod["spec"]),
             "conditions": [_condition("PodScheduled", True, started),

@@ -296,8 +296,8 @@ class PodWorker:
         await self.stop_processes(0.0 if self.gone else self.grace())
         meta = self.pod["metadata"]
         if not self.host_network:
-            await asyncio.to_thread(runtime.remove_pod_network, self.ctx.names, meta["namespace"],
-                                    meta["name"])
+            await asyncio.to_thread(runtime.remove_pod_network, self.ctx.names, self.ctx.node.name,
+                                    meta["namespace"], meta["name"])
             self.ctx.addresses.release(self.uid)
             addresses.save(self.ctx.addresses_path, self.ctx.addresses)
         runtime.remove_pod_files(self.cgroup, self.ctx.pod_dir(self.uid))

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from pyroute2 import netns
+from pyroute2 import IPRoute, netns
 
 from nodemesh import cgroups
 from nodemesh.tools.sim import topology
 from nodemesh.tools.sim.cleanup import remove_cgroup_tree
-from nodemesh.tools.sim.names import SimNames
+from nodemesh.tools.sim.names import SimNames, pod_port_ifname
 from nodemesh.tools.sim.plan import NodePlan, PodPlan
 from nodemesh.tools.sim.process import spawn, terminate
 from nodemesh.tools.sim.state import ProcessRecord
@@ -36,8 +36,19 @@ def ensure_pod_network(names: SimNames, node: NodePlan, namespace: str, name: st
     return names.netns_path(netns_name)
 
 
-def remove_pod_network(names: SimNames, namespace: str, name: str) -> None:
-    """The netns goes, and with it the veth pair, the node's gateway address and route on it."""
+def remove_pod_network(names: SimNames, node: str, namespace: str, name: str) -> None:
+    """The pod's veth pair goes (and with it the node's gateway address and route on it), then
+    its netns' name, as a CNI plugin's DEL does.
+
+    The veth is deleted by hand: removing the name does not end a namespace that someone still
+    holds open (the mesh agent does until the pod leaves its config, after the final delete), and
+    the pair, with the /32 route to the pod's IP, would live on in it: the next pod given that IP
+    could not be routed.
+    """
+    with IPRoute(netns=names.node_netns(node)) as ipr:
+        found = ipr.link_lookup(ifname=pod_port_ifname(namespace, name))
+        if found:
+            ipr.link("del", index=found[0])
     netns_name = names.pod_netns(namespace, name)
     if netns_name in netns.listnetns():
         netns.remove(netns_name)

@@ -241,11 +241,20 @@ def _new_connections(before: dict[str, Any], after: dict[str, Any]) -> list[tupl
 
 
 @click.command()
+@click.option("--kube", is_flag=True,
+              help="The Kubernetes path instead: a real control plane drives the simulated nodes "
+                   "and the mesh is installed with `kubectl apply -k daemonset/` (needs "
+                   "`scripts/setup.sh --kube`; no Prometheus step).")
 @click.option("--keep", is_flag=True, help="Leave the cluster up afterwards.")
 @click.option("--name", "sim", default="demo", show_default=True, help="Name of the simulated cluster.")
 @click.option("--prometheus/--no-prometheus", "with_prometheus", default=True, show_default=True,
               help="End by starting the sim's Prometheus and showing the metrics (when installed).")
 @prometheus_port_option
-def demo(keep: bool, sim: str, with_prometheus: bool, prometheus_port: int) -> None:
+def demo(kube: bool, keep: bool, sim: str, with_prometheus: bool, prometheus_port: int) -> None:
     """Bring up the example cluster, send traffic through the mesh, show what happened."""
+    if kube:
+        from nodemesh.tools.kubedemo import KubeDemo
+
+        KubeDemo(sim).run(keep)
+        return
     Demo(sim).run(keep, prometheus_port if with_prometheus else None)

@@ -18,6 +18,7 @@ from eventually import eventually
 from simcluster import NODEMESH
 
 from nodemesh.tools.kube.binaries import KUBECTL
+from nodemesh.tools.kubedemo import APP  # the demo's application: a Deployment catalog and its Service
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
 
@@ -26,35 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kernel, pytest.mark.slow]
 SIM = "klkube"
 WAIT = 90.0
 
-APP = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: catalog, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: catalog}}
-  template:
-    metadata: {labels: {app: catalog}}
-    spec:
-      containers:
-      - name: server
-        image: nodemesh/app
-        command: [python3, -m, nodemesh.tools.apps.server, --port, "8080"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: catalog, namespace: shop}
-spec:
-  selector: {app: catalog}
-  ports: [{name: tcp, port: 80, targetPort: http}]
-"""
 
 IN_CLUSTER = """
 import asyncio

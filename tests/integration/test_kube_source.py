@@ -35,6 +35,7 @@ from nodemesh.tools.sim.cluster import nodemesh_argv
 pytestmark = pytest.mark.slow
 
 FOLLOW = 60.0  # seconds for the model to follow a change: ~1 s on an idle host
+KCM_RECOVERY = 180.0  # for the real controller-manager to act again after an API server restart
 PODS = next(r for r in RESOURCES if r.kind == "Pod")
 
 
@@ -129,6 +130,14 @@ def web_service(cp, namespace: str, name: str = "web") -> dict:
                                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
 
 
+def api_ready_endpoints(cp, namespace: str, service: str) -> list[str]:
+    """The pod uids of a Service's ready endpoints, as the API server's EndpointSlices have them."""
+    slices = kubectl_json(cp, "get", "endpointslices", "-n", namespace, "-l",
+                          f"kubernetes.io/service-name={service}")["items"]
+    return sorted(e["targetRef"]["uid"] for s in slices for e in s.get("endpoints") or []
+                  if e.get("conditions", {}).get("ready") and e.get("targetRef"))
+
+
 def endpoints_of(source: RunningSource, key: str) -> tuple[str, ...] | None:
     service = source.current().services.get(key)
     return None if service is None else service.endpoints
@@ -203,6 +212,11 @@ def test_an_api_server_restart_loses_no_change_and_leaves_nothing_stale(control_
     c = running_pod(control_plane, meshed, "web-c", node, "10.77.9.12")
 
     expected = (b["metadata"]["uid"], c["metadata"]["uid"])  # in pod name order
+    # First the controller-manager's part: its own watches come back from the restart with
+    # client-go's backoff (which grows over the restarts earlier tests made, up to 30 s), and only
+    # then does the EndpointSlice change. Then ours, timed on its own.
+    eventually(lambda: api_ready_endpoints(control_plane, meshed, "web") == sorted(expected),
+               KCM_RECOVERY, interval=0.2, what="the controller-manager's EndpointSlice after the restart")
     eventually(lambda: endpoints_of(source, key) == expected, FOLLOW, interval=0.1,
                what="the endpoints after the restart: b and c, once each")
     names = sorted(w.name for w in source.current().workloads.values() if w.namespace == meshed)

@@ -18,6 +18,7 @@ from nodemesh import cgroups
 from nodemesh.tools.kube import sim
 from nodemesh.tools.kube.binaries import KUBECTL
 from nodemesh.tools.kube.controlplane import free_port
+from nodemesh.tools.sim.cleanup import remove_cgroup_tree
 from nodemesh.tools.sim.process import process_env, spawn, terminate
 from nodemesh.tools.sim.ready import wait_ready
 from nodemesh.tools.sim.state import ProcessRecord
@@ -49,7 +50,7 @@ def cgroup() -> Iterator[Path]:
     path = root / f"kcp-test-{uuid.uuid4().hex[:6]}"
     path.mkdir()
     yield path
-    path.rmdir()
+    remove_cgroup_tree(path)  # waits for the components' last processes to leave it
 
 
 def test_the_sims_control_plane_serves_the_host_through_the_forward(controller_netns: str, cgroup: Path,

@@ -8,6 +8,7 @@ EndpointSlice controller makes the slices from it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import asyncio
 import json
 import logging
@@ -23,14 +24,21 @@ from typing import Any
 import pytest
 
 from eventually import eventually
-from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, unique_name
+from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, private_control_plane, unique_name
 from nodemesh.controller.apiclient import connect
 from nodemesh.controller.sources.kube import watch
 from nodemesh.controller.sources.kube.reflector import Reflector
 from nodemesh.controller.sources.kube.resources import RESOURCES
 from nodemesh.controller.sources.kube.source import KubeSource
+from nodemesh.tools.kube.controlplane import LocalControlPlane
 from nodemesh.model import MeshModel
 from nodemesh.tools.sim.cluster import nodemesh_argv
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """This module restarts the API server and compacts etcd: a control plane of its own (kubeapi.private_control_plane)."""
+    yield from private_control_plane(tmp_path_factory)
 
 pytestmark = pytest.mark.slow
 

@@ -18,6 +18,7 @@ from eventually import eventually
 from simcluster import NODEMESH
 
 from nodemesh.tools.kube.binaries import KUBECTL
+from nodemesh.tools.sim.kubectl import Kubectl
 from nodemesh.tools.kubedemo import APP  # the demo's application: a Deployment catalog and its Service
 from nodemesh.tools.sim.cleanup import leftovers
 from nodemesh.tools.sim.names import SimNames
@@ -65,10 +66,9 @@ def sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def kubectl(*args: str, input: str | None = None) -> Any:
-    done = subprocess.run([str(KUBECTL), f"--kubeconfig={SimNames(SIM).admin_kubeconfig}", *args],
-                          input=input, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return json.loads(done.stdout) if "json" in args else done.stdout
+    """kubectl as the sim's user (tools/sim/kubectl.py), its JSON decoded when asked for."""
+    out = Kubectl(SimNames(SIM), timeout=60).run(*args, input=input)
+    return json.loads(out) if "json" in args else out
 
 
 @pytest.fixture

@@ -17,22 +17,20 @@ Node's InternalIP). Anything failing tears down what was made.
 
 from __future__ import annotations
 
-import json
 import string
-import subprocess
 import sys
 import time
 from dataclasses import asdict
 from typing import Callable
 
 from nodemesh.tools.kube import sim as kube
-from nodemesh.tools.kube.binaries import KUBECTL
 from nodemesh.tools.kube.components import SERVICE_CIDR, Layout
 from nodemesh.tools.kube.controlplane import free_port
 from nodemesh.tools.kube.kubeconfig import write_kubeconfig
 from nodemesh.tools.kube.pki import ClusterPki
 from nodemesh.tools.sim import topology
 from nodemesh.tools.sim.cluster import making, mark_ready, start_components
+from nodemesh.tools.sim.kubectl import Kubectl
 from nodemesh.tools.sim.names import CONTROLLER_IP, SimError, SimNames
 from nodemesh.tools.sim.plan import ClusterPlan, NodePlan
 from nodemesh.tools.sim.process import process_env
@@ -72,11 +70,11 @@ def _kubelet_record(names: SimNames, layout: Layout, node: NodePlan, zone: str) 
 
 
 def _ready_nodes(names: SimNames) -> set[str]:
-    done = subprocess.run([str(KUBECTL), f"--kubeconfig={names.admin_kubeconfig}", "get", "nodes", "-o",
-                           "json"], capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
+    try:
+        nodes = Kubectl(names, timeout=30).get("nodes")["items"]
+    except SimError:  # the API server not answering yet is "none ready yet"
         return set()
-    return {n["metadata"]["name"] for n in json.loads(done.stdout)["items"] if _schedulable(n)}
+    return {n["metadata"]["name"] for n in nodes if _schedulable(n)}
 
 
 def _schedulable(node: dict) -> bool:

@@ -1,8 +1,10 @@
 """Pod status, CrashLoop backoff, readiness bookkeeping, pod IPs and the Node the kubelet reports."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from nodemesh.tools.sim.kubelet.addresses import PodAddresses, PodCidrFull
+from nodemesh.tools.sim.kubelet.addresses import PodAddresses, PodCidrFull, load, save
 from nodemesh.tools.sim.kubelet.backoff import Backoff, should_restart
 from nodemesh.tools.sim.kubelet.nodeobject import NodeInfo, micro_time
 from nodemesh.tools.sim.kubelet.podstatus import ContainerState, phase, pod_status
@@ -89,6 +91,17 @@ def test_pod_addresses_are_kept_per_uid_and_reused_once_released():
     ips.release("a")
     assert ips.assign("c") == "10.10.1.10"
     assert PodAddresses("10.10.1.0/24", ips.assigned).assign("b") == "10.10.1.11"  # a restart
+
+
+def test_saves_at_the_same_moment_each_replace_the_file_whole(tmp_path):
+    # A pod started while another is removed: two saves at once. Each writes its own temporary
+    # file; with a shared one, the second rename found nothing and the pod's worker died.
+    path = tmp_path / "pod-ips.json"
+    ips = PodAddresses("10.10.1.0/24", {"a": "10.10.1.10"})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: save(path, ips), range(400)))
+    assert load(path, "10.10.1.0/24").assigned == {"a": "10.10.1.10"}
+    assert [f.name for f in tmp_path.iterdir()] == ["pod-ips.json"]
 
 
 def test_a_full_pod_cidr_says_so():

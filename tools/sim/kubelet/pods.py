@@ -142,16 +142,19 @@ class PodWorker:
                 pass
 
     # -- network and containers -------------------------------------------------------------
-    def _network(self) -> None:
+    async def _network(self) -> None:
         if self.host_network:
             self.pod_ip = self.ctx.node.ip
             self.netns_path = self.ctx.names.netns_path(self.ctx.names.node_netns(self.ctx.node.name))
             return
+        # The address is taken on the loop, not in the thread below: workers of pods started
+        # together would otherwise share the node's allocator and its file across threads.
         self.pod_ip = self.ctx.addresses.assign(self.uid)
         addresses.save(self.ctx.addresses_path, self.ctx.addresses)
         meta = self.pod["metadata"]
-        self.netns_path = runtime.ensure_pod_network(self.ctx.names, self.ctx.node, meta["namespace"],
-                                                     meta["name"], self.pod_ip)
+        self.netns_path = await asyncio.to_thread(  # pyroute2's sync API runs its own loop
+            runtime.ensure_pod_network, self.ctx.names, self.ctx.node, meta["namespace"],
+            meta["name"], self.pod_ip)
 
     async def _services(self) -> list[dict[str, Any]]:
         ns = self.pod["metadata"]["namespace"]
@@ -240,7 +243,7 @@ class PodWorker:
         try:
             dirs = await self._volumes_when_ready()
             if dirs is not None:
-                await asyncio.to_thread(self._network)  # pyroute2's sync API runs its own loop
+                await self._network()
                 self._plan(dirs, await self._retrying(self._services))
                 for c in self.containers:
                     self._start(c)

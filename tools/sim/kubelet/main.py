@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 300
 RELIST_BACKOFF = 1.0
 EXIT_GRACE = 5.0
+RETRY_AFTER = 10.0  # the kubelet's pod worker backoff after a failed sync
 
 
 def _ref(pod: dict[str, Any]) -> str:
@@ -48,22 +49,38 @@ def _ref(pod: dict[str, Any]) -> str:
 
 
 class Kubelet:
+    """The node's pod workers, by pod UID.
+
+    A worker that fails (an error it has no answer for: a netlink call refused, a file it could
+    not write) has stopped its processes; the pod is tried again by a new worker after
+    ``RETRY_AFTER``, with the latest object the watch gave meanwhile, as the kubelet's pod
+    workers retry a failed sync. A pod deleted meanwhile gets a worker at once, to clean up.
+    """
+
+    worker = PodWorker
+
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task] = {}
+        self.retrying: dict[str, dict[str, Any]] = {}  # uid -> the pod, until its retry
 
     def apply(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
         if uid in self.workers:
             self.workers[uid].update(pod)
             return
+        if uid in self.retrying:
+            self.retrying[uid] = pod
+            if not pod["metadata"].get("deletionTimestamp"):
+                return
+            del self.retrying[uid]
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") and not pod[
                 "metadata"].get("deletionTimestamp"):
             return  # finished before this kubelet started: nothing left to run
         # A pod of the same name still terminating holds the netns name: the new one waits for it.
         before = [t for uid, t in self.tasks.items() if self.workers[uid].ref == _ref(pod)]
-        worker = PodWorker(self.ctx, pod, before[0] if before else None)
+        worker = self.worker(self.ctx, pod, before[0] if before else None)
         worker.update(pod)
         self.workers[uid] = worker
         task = asyncio.create_task(worker.run(), name=f"pod {worker.ref}")
@@ -71,13 +88,26 @@ class Kubelet:
         task.add_done_callback(lambda t, uid=uid: self._done(uid, t))
 
     def _done(self, uid: str, task: asyncio.Task) -> None:
-        self.workers.pop(uid, None)
+        worker = self.workers.pop(uid)
         self.tasks.pop(uid, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("pod worker failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("%s: pod worker failed (trying again in %gs)", worker.ref, RETRY_AFTER,
+                  exc_info=task.exception())
+        self.retrying[uid] = worker.pod
+        asyncio.get_running_loop().call_later(RETRY_AFTER, self._retry, uid, worker.gone)
+
+    def _retry(self, uid: str, gone: bool = False) -> None:
+        pod = self.retrying.pop(uid, None)
+        if pod is not None:
+            self.apply(pod)
+            if gone:
+                self.vanish(uid)
 
     def vanish(self, uid: str) -> None:
-        if uid in self.workers:
+        if uid in self.retrying:
+            self._retry(uid, gone=True)  # its worker removes what the failed one left
+        elif uid in self.workers:
             self.workers[uid].vanished()
 
     async def watch(self) -> None:

@@ -241,7 +241,7 @@ class PodWorker:
         if self.predecessor is not None:
             await asyncio.wait([self.predecessor])
         try:
-            dirs = await self._volumes_when_ready()
+            dirs = None if self.deleting.is_set() else await self._volumes_when_ready()
             if dirs is not None:
                 await self._network()
                 self._plan(dirs, await self._retrying(self._services))
@@ -254,6 +254,12 @@ class PodWorker:
                 c.state.waiting_reason = "CreateContainerConfigError"
             await self._patch_status()
             await self.deleting.wait()
+        except Exception:
+            # The kubelet tries the pod again from the start: nothing of this try stays but the
+            # pod's address, which is its own.
+            await self.stop_processes(0.0)
+            await self._remove_network()
+            raise
         finally:
             if self.deleting.is_set():
                 await self._terminate()
@@ -295,12 +301,16 @@ class PodWorker:
                 c.child.wait()
                 c.child = None
 
-    async def _terminate(self) -> None:
-        await self.stop_processes(0.0 if self.gone else self.grace())
-        meta = self.pod["metadata"]
+    async def _remove_network(self) -> None:
         if not self.host_network:
+            meta = self.pod["metadata"]
             await asyncio.to_thread(runtime.remove_pod_network, self.ctx.names, self.ctx.node.name,
                                     meta["namespace"], meta["name"])
+
+    async def _terminate(self) -> None:
+        await self.stop_processes(0.0 if self.gone else self.grace())
+        await self._remove_network()
+        if not self.host_network:
             self.ctx.addresses.release(self.uid)
             addresses.save(self.ctx.addresses_path, self.ctx.addresses)
         runtime.remove_pod_files(self.cgroup, self.ctx.pod_dir(self.uid))

@@ -141,9 +141,23 @@ def endpoint_counts() -> dict[str, int]:
     return counts
 
 
+def ready_in_slices() -> int:
+    """Ready endpoints the controller-manager's EndpointSlices give shop/catalog."""
+    slices = kubectl.get("endpointslices", "-n", "shop", "-l", "kubernetes.io/service-name=catalog")["items"]
+    return sum(1 for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
+
+
 def scale_and_see(replicas: int, what: str) -> None:
     kubectl.run("scale", "-n", "shop", "deployment/catalog", f"--replicas={replicas}")
-    eventually(lambda: set(endpoint_counts().values()) == {replicas}, PROPAGATION + WAIT, interval=0.5,
+
+    def every_agent_sees_them() -> None:
+        # Each layer's count, so a failure says which one lagged: the sim kubelets (pods Ready),
+        # the controller-manager (the EndpointSlice), our controller and the agents (their config).
+        seen = endpoint_counts()
+        assert set(seen.values()) == {replicas}, (
+            f"pods Ready {len(DEMO.ready_servers())}, EndpointSlice ready {ready_in_slices()}, agents {seen}")
+
+    eventually(every_agent_sees_them, PROPAGATION + WAIT, interval=0.5,
                what=f"every agent to see {replicas} endpoints {what}")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from eventually import eventually
-from simcluster import NODEMESH
+from simcluster import nodemesh
 
 from nodemesh.tools.kubedemo import APP, KubeDemo
 from nodemesh.tools.sim.cleanup import leftovers
@@ -41,17 +41,14 @@ def workload_ready(kind: str, name: str) -> bool:
                       kubectl.get(kind, name, "-n", "nodemesh-system")["status"]["numberReady"] == len(NODES))
 
 
-def sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([NODEMESH, "sim", *args, "--name", SIM], capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"nodemesh sim {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done
+def sim(*args: str) -> subprocess.CompletedProcess[str]:
+    return nodemesh("sim", *args, "--name", SIM, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def mesh() -> Iterator[SimNames]:
     names = SimNames(SIM)
-    subprocess.run([NODEMESH, "sim", "down", "--name", SIM], capture_output=True)
+    nodemesh("sim", "down", "--name", SIM, check=False)  # what an earlier run left
     sim("up", "--kube", "--kube-port", "0")
     try:
         began = time.monotonic()

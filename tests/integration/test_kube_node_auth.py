@@ -151,7 +151,7 @@ def test_a_controller_without_its_permissions_is_told_which_it_lacks(control_pla
             assert info.value.code is grpc.StatusCode.UNAVAILABLE
             with pytest.raises(CaError, match=f"cannot read Secret {kube_namespace}/nodemesh-ca: the API "
                                f"server answered 403 Forbidden; grant the controller's service account "
-                               f"get and create on secrets and configmaps in namespace {kube_namespace}"):
+                               f"get and create on secrets, patch and create on configmaps, in namespace {kube_namespace}"):
                 await load_authority(api, ObjectRef(kube_namespace, "nodemesh-ca"))
         finally:
             await api.close()

@@ -249,20 +249,26 @@ def controller(path: Path | None, kube: bool, kubeconfig: Path | None, state_dir
 
 async def _authority(state_dir: Path, ca: CaOptions, secret: "ObjectRef | None",
                      api: "ApiClient | None") -> "Authority":
-    """The CA: the user's files, else Secret ``secret`` (its roots then published for agents),
-    else the root in the state directory."""
+    """The CA: the user's files, else Secret ``secret``, else the root in the state directory. In
+    Kubernetes (``secret`` given) its roots are published for agents whichever it is: the
+    DaemonSet's agents verify the controller with that ConfigMap."""
     from nodemesh.controller.ca import store
 
     extra = store.read_certs(ca.extra_trust_bundle, "--extra-trust-bundle") if ca.extra_trust_bundle else []
     if ca.cert and ca.key and ca.bundle:
-        return store.user_supplied(ca.cert, ca.key, ca.bundle, extra)
-    if secret is None:
+        authority = store.user_supplied(ca.cert, ca.key, ca.bundle, extra)
+    elif secret is None:
         return store.self_signed(state_dir, extra)
-    from nodemesh.controller.ca.secret import ROOT_CONFIGMAP, ObjectRef, load_authority, publish_roots
+    else:
+        from nodemesh.controller.ca.secret import load_authority
 
-    assert api is not None
-    authority = await load_authority(api, secret, extra)
-    await publish_roots(api, ObjectRef(secret.namespace, ROOT_CONFIGMAP), authority.bundle_pem)
+        assert api is not None
+        authority = await load_authority(api, secret, extra)
+    if secret is not None:
+        from nodemesh.controller.ca.secret import ROOT_CONFIGMAP, ObjectRef, publish_roots
+
+        assert api is not None
+        await publish_roots(api, ObjectRef(secret.namespace, ROOT_CONFIGMAP), authority.bundle_pem)
     return authority
 
 

@@ -21,9 +21,12 @@ import pytest
 from nodemesh.agent.controlplane.ca_client import CaClient, SignRefused
 from nodemesh.agent.controlplane.channel import ControllerAccess, read_credentials
 from nodemesh.controller.apiclient import connect
-from nodemesh.controller.ca.secret import (CA_KEY, ROOT_CERT, ObjectRef, create_secret,
+from nodemesh.controller.ca import store
+from nodemesh.controller.ca.secret import (CA_KEY, ROOT_CERT, ROOT_CONFIGMAP, ObjectRef, create_secret,
                                            load_authority, new_root_data, publish_roots)
 from nodemesh.controller.ca.store import CaError
+from nodemesh.controller.main import CaOptions, _authority
+from nodemesh.controller.server import DEFAULT_CERT_LIFETIME
 from nodemesh.controller.nodeauth.auth import AuthFailure, CannotAuthenticate, Unauthenticated
 from nodemesh.controller.nodeauth.tokenreview import Expected, TokenReviews
 from nodemesh.model import Workload
@@ -191,6 +194,29 @@ def test_the_ca_secret_is_made_once_and_shared(control_plane, kube_namespace, ca
                 await api.close()
 
     asyncio.run(scenario())
+
+
+def test_a_users_own_ca_is_published_for_the_agents_too(control_plane, kube_namespace, tmp_path):
+    """--ca-cert/--ca-key/--ca-bundle in Kubernetes: the DaemonSet's agents verify the controller
+    with ConfigMap nodemesh-ca-root, so it holds the user's roots (it was left unwritten)."""
+    own = store.self_signed(tmp_path / "own")  # the user's files: a root and its key
+    files = tmp_path / "own" / store.CA_DIR
+    options = CaOptions(cert=files / store.ROOT_CERT, key=files / store.ROOT_KEY,
+                        bundle=files / store.ROOT_CERT, extra_trust_bundle=None,
+                        lifetime=DEFAULT_CERT_LIFETIME)
+
+    async def scenario() -> None:
+        api = await connect(control_plane.admin_kubeconfig)
+        try:
+            authority = await _authority(tmp_path / "state", options,
+                                         ObjectRef(kube_namespace, "nodemesh-ca"), api)
+        finally:
+            await api.close()
+        assert authority.bundle_pem == own.bundle_pem
+
+    asyncio.run(scenario())
+    roots = kubectl_json(control_plane, "get", "configmap", ROOT_CONFIGMAP, "-n", kube_namespace)
+    assert roots["data"][ROOT_CERT] == own.bundle_pem.decode()
 
 
 def test_a_broken_or_unreachable_secret_is_a_clear_error(control_plane, kube_namespace):

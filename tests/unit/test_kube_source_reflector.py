@@ -122,6 +122,18 @@ def test_trouble_every_resource_meets_is_logged_once_for_all(caplog):
                      f"the Kubernetes API answers again (after: {down})"]
 
 
+def test_another_failure_in_place_of_one_is_no_recovery(caplog):
+    trouble = TroubleLog()
+    with caplog.at_level(logging.INFO):
+        trouble.failed("Pod", "cannot reach the Kubernetes API: refused")
+        trouble.failed("Pod", "cannot reach the Kubernetes API: timed out")
+        trouble.ok("Pod")
+    assert [rec.getMessage() for rec in caplog.records] == [
+        "cannot reach the Kubernetes API: refused; retrying",
+        "cannot reach the Kubernetes API: timed out; retrying",
+        "the Kubernetes API answers again (after: cannot reach the Kubernetes API: timed out)"]
+
+
 def test_backoff_jitter_draws_from_half_to_whole_step():
     draws = []
     backoff = Backoff(1.0, 30.0, uniform=lambda low, high: draws.append((low, high)) or low)

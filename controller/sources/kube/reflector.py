@@ -87,7 +87,7 @@ class TroubleLog:
     def failed(self, kind: str, reason: str) -> None:
         if self._reasons.get(kind) == reason:
             return
-        self.ok(kind)
+        self._reasons.pop(kind, None)  # another failure in its place: not a recovery
         if reason not in self._reasons.values():
             log.warning("%s; retrying", reason)
         self._reasons[kind] = reason

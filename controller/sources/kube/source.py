@@ -62,6 +62,7 @@ class KubeSource:
             self._wake.clear()
             await self._wake.wait()
             self._raise_if_died()
+        self._debounce.built()  # the listing's changes are in this first model: no rebuild for them
         self._model = self._build()
         log.info("listed every resource from %s: %d workloads, %d services, %d nodes",
                  self.api.configuration.host, len(self._model.workloads),

@@ -86,7 +86,10 @@ class CredentialsError(UserError):
 
 def _read_token(token_file: Path) -> str:
     """The token in ``token_file``; OSError, NotPrivate, or CredentialsError when empty."""
-    token = token_file.read_text().strip()
+    try:
+        token = token_file.read_text().strip()
+    except UnicodeDecodeError:
+        raise CredentialsError(f"--token-file {token_file}: not text; it must hold this node's token") from None
     check_private(token_file, "--token-file")
     if not token:
         raise CredentialsError(f"--token-file {token_file}: empty; it must hold this node's token")
@@ -120,14 +123,15 @@ def read_credentials(controller_ca: Path, token_file: Path) -> tuple[bytes, Toke
 
     try:
         root_pem = controller_ca.read_bytes()
-        x509.load_pem_x509_certificates(root_pem)
+        try:
+            x509.load_pem_x509_certificates(root_pem)
+        except ValueError:  # the PEM parser's alone: a token file's errors are told below
+            raise CredentialsError(f"--controller-ca {controller_ca}: no PEM certificate in it; give "
+                                   "the controller's CA root (<controller state dir>/ca/root.pem, or "
+                                   "ConfigMap nodemesh-ca-root in a cluster)") from None
         token = _read_token(token_file)
     except OSError as exc:
         raise CredentialsError(f"{exc.filename}: cannot read: {exc.strerror}") from None
     except NotPrivate as exc:
         raise CredentialsError(str(exc)) from None
-    except ValueError:  # from the PEM parser
-        raise CredentialsError(f"--controller-ca {controller_ca}: no PEM certificate in it; give "
-                               "the controller's CA root (<controller state dir>/ca/root.pem, or "
-                               "ConfigMap nodemesh-ca-root in a cluster)") from None
     return root_pem, TokenFile(token_file, token)

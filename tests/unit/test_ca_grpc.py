@@ -228,6 +228,9 @@ def test_agent_credentials_are_checked_at_start(tmp_path):
         read_credentials(root, token)
     with pytest.raises(CredentialsError, match="cannot read: No such file"):
         read_credentials(root, tmp_path / "none")
+    token.write_bytes(b"\xff\xfe")
+    with pytest.raises(CredentialsError, match=f"--token-file {token}: not text"):
+        read_credentials(root, token)  # told as the token's error, not the CA file's
     token.write_text("abc\n")
     token.chmod(0o640)
     with pytest.raises(CredentialsError, match=f"--token-file {token} has mode 0640: .* chmod 600 {token}"):

@@ -19,6 +19,8 @@ def test_phases():
     assert phase([ContainerState("a", started_at=1.0)]) == "Running"
     crashing = ContainerState("a", restart_count=2, exit_code=1, waiting_reason="CrashLoopBackOff")
     assert phase([crashing]) == "Running"
+    first_backoff = ContainerState("a", restart_count=0, exit_code=1, waiting_reason="CrashLoopBackOff")
+    assert phase([first_backoff]) == "Running"  # exited once, waiting for its first restart
     assert phase([ContainerState("a", exit_code=0, done=True)]) == "Succeeded"
     assert phase([ContainerState("a", exit_code=0, done=True),
                   ContainerState("b", exit_code=2, done=True)]) == "Failed"

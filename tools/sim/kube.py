@@ -37,8 +37,8 @@ from nodemesh.tools.sim.process import process_env
 from nodemesh.tools.sim.state import ProcessRecord, SimState
 
 NODES_READY_TIMEOUT = 120.0
-KUBE_FILE = "(kube)"
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"  # what state.json's "file" says of a sim driven by the API server
+KUBE_FILE = "(kube)"  # what state.json's "file" says of a sim driven by the API server
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 
 
 def kubelet_component(node: str) -> str:

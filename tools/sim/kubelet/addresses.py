@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from nodemesh.controller.files import write_atomically
 from nodemesh.tools.sim.names import SimError
 
 FIRST_HOST = 10
@@ -56,14 +55,5 @@ def load(path: Path, pod_cidr: str) -> PodAddresses:
 
 
 def save(path: Path, addresses: PodAddresses) -> None:
-    """Replace the file whole, through a temporary file of this call's own (with a shared name,
-    two saves at once took each other's: the second found nothing to rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(addresses.assigned, out, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, json.dumps(addresses.assigned, indent=1, sort_keys=True).encode(), 0o644)

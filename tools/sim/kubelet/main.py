@@ -117,7 +117,7 @@ class Kubelet:
             try:
                 listing = await get_json(core.list_pod_for_all_namespaces, field_selector=selector)
                 listed = {p["metadata"]["uid"] for p in listing["items"]}
-                for uid in set(self.workers) - listed:
+                for uid in (set(self.workers) | set(self.retrying)) - listed:
                     self.vanish(uid)
                 for pod in listing["items"]:
                     self.apply(pod)
@@ -193,7 +193,7 @@ async def serve(names: SimNames, info: NodeInfo, kubeconfig: Path) -> None:
                           api=api, addresses=addresses.load(ip_file, info.pod_cidr),
                           addresses_path=ip_file)
         since = time.time()
-        node_uid = await register(api, info)
+        node_uid = await register(api, info, since)
         log.info("node %s registered and Ready", info.name)
         kubelet = Kubelet(ctx)
         work = [asyncio.create_task(keep_alive(api, info, node_uid, since)),

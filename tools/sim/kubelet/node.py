@@ -24,18 +24,18 @@ log = logging.getLogger(__name__)
 UNREACHABLE = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
-async def register(api: client.ApiClient, info: NodeInfo) -> str:
+async def register(api: client.ApiClient, info: NodeInfo, since: float) -> str:
     """Create the Node unless it exists, make it Ready; returns its UID. An API server that
     does not answer yet (a kubelet started again before it) is waited for."""
     while True:
         try:
-            return await _register(api, info)
+            return await _register(api, info, since)
         except UNREACHABLE as exc:
             log.warning("cannot register node %s yet (retrying in %ds): %s", info.name, RENEW_SECONDS, exc)
             await asyncio.sleep(RENEW_SECONDS)
 
 
-async def _register(api: client.ApiClient, info: NodeInfo) -> str:
+async def _register(api: client.ApiClient, info: NodeInfo, since: float) -> str:
     core = client.CoreV1Api(api)
     try:
         node = await core.create_node(info.node())
@@ -43,7 +43,7 @@ async def _register(api: client.ApiClient, info: NodeInfo) -> str:
         if exc.status != 409:
             raise
         node = await core.read_node(info.name)
-    await heartbeat(api, info, node.metadata.uid, time.time())
+    await heartbeat(api, info, node.metadata.uid, since)
     return node.metadata.uid
 
 

@@ -60,7 +60,8 @@ class ContainerState:
 def phase(containers: Sequence[ContainerState]) -> str:
     if containers and all(c.done for c in containers):
         return "Succeeded" if all(c.exit_code == 0 for c in containers) else "Failed"
-    if any(c.started_at is None and c.restart_count == 0 and not c.done for c in containers):
+    # never started yet (an exited container waiting for its restart has an exit code: Running)
+    if any(c.started_at is None and c.exit_code is None and not c.done for c in containers):
         return "Pending"
     return "Running"
 

@@ -19,6 +19,7 @@ from typing import Mapping
 from pyroute2 import IPRoute, netns
 
 from nodemesh import cgroups
+from nodemesh.controller.files import write_atomically
 from nodemesh.tools.sim import topology
 from nodemesh.tools.sim.cleanup import remove_cgroup_tree
 from nodemesh.tools.sim.names import SimNames, pod_port_ifname
@@ -61,10 +62,7 @@ def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None
     for rel, (content, mode) in files.items():
         path = directory / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_atomically(path, content, mode)
     wanted = {directory / rel for rel in files}
     for path in directory.rglob("*"):
         if path.is_file() and path not in wanted:

@@ -4,7 +4,8 @@ tests/integration/test_agent_capabilities.py in a child with only some capabilit
     python tests/capability_probe.py CGROUP PID NETNS PINS
 
 Prints a JSON object: step -> null (it worked) or the error. The steps are the agent's own code
-(steering, capture, netns), not imitations of it.
+(steering, capture, netns), except the socket mark, set here on a fresh socket as the agent sets
+it on its own (the same SO_MARK call, needing the same capability).
 """
 
 from __future__ import annotations

@@ -29,12 +29,13 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCon
         yield cp
 
 
+@pytest.fixture(scope="module", name="control_plane")
 def private_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
     """A control plane for one module alone: for the modules that restart the API server or compact
     etcd. Those faults leave the controller-manager's informers behind for a while (one full-suite
     run saw its Node cache miss a Node for minutes after a restart), which must not reach the
-    other modules' tests through the session's control plane. Such a module overrides the
-    ``control_plane`` fixture with a module-scoped one that yields from this."""
+    other modules' tests through the session's control plane. Such a module imports this
+    fixture, which then stands for ``control_plane`` in its tests."""
     with LocalControlPlane(tmp_path_factory.mktemp("kubeprivate")) as cp:
         yield cp
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from nodemesh.tools.kube.binaries import KUBECTL
+from nodemesh.tools.kube.binaries import KUBECTL, release
 
 ROOT = Path(__file__).resolve().parent.parent
 DAEMONSET = ROOT / "daemonset"
@@ -61,9 +61,5 @@ def one(objects: list[dict], kind: str, name: str) -> dict:
 
 
 def kube_release() -> str:
-    """The Kubernetes release the tests' control plane is built from (scripts/kube/go.mod)."""
-    for line in (ROOT / "scripts" / "kube" / "go.mod").read_text().splitlines():
-        words = line.split()
-        if words[:2] == ["require", "k8s.io/kubernetes"]:
-            return words[2].lstrip("v")
-    raise AssertionError("scripts/kube/go.mod requires no k8s.io/kubernetes")
+    """The Kubernetes release the tests' control plane is built from, without its "v" (``1.36.3``)."""
+    return release().removeprefix("v")

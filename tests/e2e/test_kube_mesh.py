@@ -5,7 +5,8 @@ controller Deployment and the agent DaemonSet from the manifests, unchanged, on 
 Then what a user does: label a namespace (its running pods join the mesh, and new ones), scale a
 Deployment (the new endpoints get traffic within seconds), delete a pod (it gets no more), unlabel
 (the pods leave the mesh, traffic goes on outside it). The controller's replicas and the API
-server are restarted under the mesh, and an agent's token is tried for another node.
+server are restarted under the mesh. (An agent's token tried for another node is refused in
+tests/integration/test_kube_node_auth.py, against the real API server and over real gRPC.)
 """
 
 from __future__ import annotations

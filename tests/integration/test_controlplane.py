@@ -4,20 +4,15 @@ an API server restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
 
 import pytest
 
 from eventually import eventually
-from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, private_control_plane, unique_name
+from kubeapi import private_control_plane  # noqa: F401 (this module's control_plane: it restarts the API server)
+from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, unique_name
 from nodemesh.tools.kube.controlplane import LocalControlPlane
 
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """This module restarts the API server and compacts etcd: a control plane of its own (kubeapi.private_control_plane)."""
-    yield from private_control_plane(tmp_path_factory)
 
 pytestmark = pytest.mark.slow
 

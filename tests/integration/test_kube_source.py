@@ -8,13 +8,11 @@ EndpointSlice controller makes the slices from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import asyncio
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import urllib.request
@@ -24,21 +22,17 @@ from typing import Any
 import pytest
 
 from eventually import eventually
-from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, private_control_plane, unique_name
+from kubeapi import private_control_plane  # noqa: F401 (this module's control_plane: it restarts the API server)
+from kubeapi import create, kubectl_json, pod_manifest, register_node, set_status, unique_name
 from nodemesh.controller.apiclient import connect
 from nodemesh.controller.sources.kube import watch
 from nodemesh.controller.sources.kube.reflector import Reflector
 from nodemesh.controller.sources.kube.resources import RESOURCES
 from nodemesh.controller.sources.kube.source import KubeSource
-from nodemesh.tools.kube.controlplane import LocalControlPlane
+from nodemesh.tools.kube.controlplane import LocalControlPlane, free_port
 from nodemesh.model import MeshModel
 from nodemesh.tools.sim.cluster import nodemesh_argv
 
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """This module restarts the API server and compacts etcd: a control plane of its own (kubeapi.private_control_plane)."""
-    yield from private_control_plane(tmp_path_factory)
 
 pytestmark = pytest.mark.slow
 
@@ -351,12 +345,6 @@ def test_a_bad_policy_is_left_out_alone_named_with_its_field(control_plane, poli
             running.stop()
     assert caplog.text.count(f"TrafficPolicy {meshed}/bad: spec.loadBalancer") == 2  # once per change
     assert f"TrafficPolicy {meshed}/bad is no longer left out" in caplog.text
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_controller_serves_once_listed_and_stops_cleanly(control_plane, kube_namespace, tmp_path):

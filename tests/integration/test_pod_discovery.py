@@ -35,6 +35,7 @@ from nodemesh.agent.proxy.node import NodeProxy  # noqa: E402
 from nodemesh.agent.state.store import View  # noqa: E402
 from nodemesh.model import MeshModel, Workload  # noqa: E402
 from nodemesh.netns import Netns  # noqa: E402
+from nodemesh.tools.sim.cleanup import remove_cgroup_tree  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
@@ -98,8 +99,7 @@ class Node:
                 child.kill()
                 child.wait()
         shutil.rmtree(self.bpffs, ignore_errors=True)
-        for directory, _subdirs, _files in os.walk(self.root, topdown=False):
-            Path(directory).rmdir()
+        remove_cgroup_tree(self.root)
         for name in self.namespaces:
             pyroute2_netns.remove(name)
 

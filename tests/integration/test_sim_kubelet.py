@@ -9,7 +9,6 @@ bound to the node, and deleting it must take its process and netns with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from eventually import eventually
-from kubeapi import create, kubectl_json, private_control_plane, unique_name
+from kubeapi import private_control_plane  # noqa: F401 (this module's control_plane: it restarts the API server)
+from kubeapi import create, kubectl_json, unique_name
 from pyroute2 import netns
 
 from nodemesh.tools.kube.controlplane import LocalControlPlane
@@ -28,11 +28,6 @@ from nodemesh.tools.sim.names import SimNames
 from nodemesh.tools.sim.plan import ClusterPlan, NodePlan
 from nodemesh.tools.sim.process import start_time
 
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """This module compacts etcd and restarts the API server: a control plane of its own (kubeapi.private_control_plane)."""
-    yield from private_control_plane(tmp_path_factory)
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 

@@ -10,9 +10,11 @@ import subprocess
 import pytest
 
 from nodemesh.tools.sim.cluster import nodemesh_argv
+from nodemesh.tools.kube.controlplane import free_port
 
 from controller_access import write_node_tokens
 from eventually import eventually
+from kubeapi import unreachable_kubeconfig
 
 
 @pytest.mark.parametrize("args, message", [
@@ -27,22 +29,9 @@ def test_one_source_of_objects(cli, tmp_path, args, message):
     assert message in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_an_unreachable_api_server_is_retried_and_no_agent_is_served(tmp_path):
-    api_port, listen_port = free_port(), free_port()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{api_port}", insecure-skip-tls-verify: true}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
-current-context: c
-""")
+    listen_port = free_port()
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     log = tmp_path / "controller.log"
     with log.open("w") as out:  # as in the controller's pod: TokenReview, the CA in a Secret
         process = subprocess.Popen(nodemesh_argv(
@@ -50,7 +39,7 @@ current-context: c
             "--listen", f"127.0.0.1:{listen_port}", "--metrics-listen", "127.0.0.1:0"),
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POD_NAMESPACE": "nodemesh-system"})
     try:
-        line = f"cannot reach the Kubernetes API at https://127.0.0.1:{api_port}"
+        line = "cannot reach the Kubernetes API at http://127.0.0.1:1"
         eventually(lambda: line in log.read_text(), timeout=30, what="the retry line")
         assert process.poll() is None, log.read_text()  # still trying, not given up
         with socket.socket() as probe:  # and not serving agents a mesh made of nothing

@@ -18,7 +18,7 @@ import click
 
 from nodemesh.tools.admin_client import fetch
 from nodemesh.tools.sim.kubectl import SYSTEM_NAMESPACE, Kubectl, wait_for
-from nodemesh.tools.sim.names import SimNames
+from nodemesh.tools.sim.names import SimError, SimNames
 
 NODES = 3
 WAIT = 180.0  # for pods to be scheduled, started and Ready on a busy 2-core machine
@@ -169,7 +169,12 @@ class KubeDemo:
         self.clients += 1
         name = f"client{self.clients}"
         pod, log = self.kubectl.run_pod("shop", name, client_pod(name, count), "client", WAIT)
-        return {**json.loads(log[-1]), "node": pod["spec"]["nodeName"]}
+        try:
+            tally = json.loads(log[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise SimError(f"client pod shop/{name} ended {pod['status'].get('phase')} without its "
+                           f"tally: see {self.names.pod_log('shop', name, 'client')}") from None
+        return {**tally, "node": pod["spec"]["nodeName"]}
 
     def admin(self, node: str, path: str) -> Any:
         return fetch(SimNames.netns_path(self.names.node_netns(node)), path)
